@@ -1,0 +1,45 @@
+# metalsync — make help lists the targets.
+SHELL := /bin/bash
+GO ?= go
+# Debian packages the tests drive for real: IPMI simulator and client, ISO
+# reader, cloud-init's config-drive/NoCloud readers and renderers, git.
+DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git
+BENCH_TIME ?= 1x
+
+.PHONY: help demo test deps bench verify build fuzz
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/metalsync
+	$(GO) build -o bin/metalsync ./cmd/metalsync
+
+demo: build ## run metalsync on the embedded example: validate and plan inventory-example/
+	./bin/metalsync validate inventory-example
+	@if ./bin/metalsync help 2>&1 | grep -q '^  plan '; then ./bin/metalsync plan inventory-example; fi
+
+deps: ## install the Debian packages the tests need (as root) and download Go modules
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (run make test as root to install them)"; fi; \
+	fi
+	$(GO) mod download
+
+test: deps ## install what the tests need, then run every test with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -timeout 30m ./...
+
+fuzz: ## run each fuzz target for a short while (the seed corpus runs in make test)
+	$(GO) test ./schema -run '^$$' -fuzz FuzzLoad -fuzztime 60s
+
+bench: build ## run the benchmarks (figures go to stdout; see README "Performance")
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -benchmem ./...
+	./test/bench/validate.sh
+
+verify: ## gofmt, go vet, go mod tidy leave no diff
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum

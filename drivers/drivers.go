@@ -1,0 +1,350 @@
+// Package drivers is the contract between metalsync and BMC drivers: value
+// types and small capability interfaces. Concrete drivers live in
+// sub-packages (redfish, ipmi, fake); the executor is their only caller.
+//
+// A driver implements the interfaces its BMC can serve. Where a BMC turns
+// out at run time to lack something it claimed, the method returns an error
+// for which errors.Is(err, ErrUnsupported) is true; a driver never fakes a
+// result.
+package drivers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrUnsupported marks an operation the driver or the BMC cannot perform.
+var ErrUnsupported = errors.New("unsupported by this BMC")
+
+// ErrAuth marks rejected credentials: retrying will not help.
+var ErrAuth = errors.New("BMC rejected the credentials")
+
+// ErrUnreachable marks a BMC that did not answer (network, TLS, timeout).
+var ErrUnreachable = errors.New("BMC unreachable")
+
+// Unsupported returns an ErrUnsupported error naming the operation.
+func Unsupported(driver, op string) error {
+	return fmt.Errorf("%s: %s: %w", driver, op, ErrUnsupported)
+}
+
+// PowerState is the observed power state of a system.
+type PowerState string
+
+// Power states.
+const (
+	PowerOn      PowerState = "on"
+	PowerOff     PowerState = "off"
+	PowerUnknown PowerState = "unknown"
+)
+
+// PowerAction is a requested power change.
+type PowerAction string
+
+// Power actions.
+const (
+	ActionOn             PowerAction = "on"
+	ActionOff            PowerAction = "off"
+	ActionGracefulOff    PowerAction = "graceful-off"
+	ActionReboot         PowerAction = "reboot"
+	ActionGracefulReboot PowerAction = "graceful-reboot"
+)
+
+// Target returns the power state the action ends in.
+func (a PowerAction) Target() PowerState {
+	switch a {
+	case ActionOff, ActionGracefulOff:
+		return PowerOff
+	default:
+		return PowerOn
+	}
+}
+
+// BootDevice is a boot source.
+type BootDevice string
+
+// Boot devices.
+const (
+	BootPXE  BootDevice = "pxe"
+	BootCD   BootDevice = "cd"
+	BootDisk BootDevice = "disk"
+	BootBIOS BootDevice = "bios"
+)
+
+// BootMode is the firmware boot mode.
+type BootMode string
+
+// Boot modes.
+const (
+	BootModeUnset  BootMode = ""
+	BootModeUEFI   BootMode = "uefi"
+	BootModeLegacy BootMode = "legacy"
+)
+
+// BootOptions is a boot device request.
+type BootOptions struct {
+	Device     BootDevice
+	Mode       BootMode
+	Persistent bool
+}
+
+// MediaKind is the kind of virtual media device.
+type MediaKind string
+
+// Media kinds.
+const (
+	MediaCD     MediaKind = "cd"
+	MediaFloppy MediaKind = "floppy"
+	MediaUSB    MediaKind = "usb"
+)
+
+// MediaStatus is what a virtual media device holds.
+type MediaStatus struct {
+	Kind     MediaKind `json:"kind"`
+	Device   string    `json:"device,omitempty"`
+	Image    string    `json:"image,omitempty"`
+	Inserted bool      `json:"inserted"`
+}
+
+// Inventory is the hardware of a system as the BMC reports it.
+type Inventory struct {
+	System    SystemInfo `json:"system"`
+	CPUs      []CPU      `json:"cpus,omitempty"`
+	MemoryMiB int64      `json:"memoryMiB,omitempty"`
+	Disks     []Disk     `json:"disks,omitempty"`
+	NICs      []NIC      `json:"nics,omitempty"`
+	Firmware  []Firmware `json:"firmware,omitempty"`
+}
+
+// SystemInfo identifies a system.
+type SystemInfo struct {
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Serial       string `json:"serial,omitempty"`
+	UUID         string `json:"uuid,omitempty"`
+	BIOSVersion  string `json:"biosVersion,omitempty"`
+}
+
+// CPU is one processor socket.
+type CPU struct {
+	Model   string `json:"model,omitempty"`
+	Cores   int    `json:"cores,omitempty"`
+	Threads int    `json:"threads,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+}
+
+// Disk is a physical drive.
+type Disk struct {
+	ID         string `json:"id"`
+	Model      string `json:"model,omitempty"`
+	Serial     string `json:"serial,omitempty"`
+	SizeBytes  int64  `json:"sizeBytes,omitempty"`
+	Media      string `json:"media,omitempty"` // HDD, SSD
+	Protocol   string `json:"protocol,omitempty"`
+	Rotational bool   `json:"rotational,omitempty"`
+}
+
+// NIC is a host network interface.
+type NIC struct {
+	ID         string `json:"id"`
+	MAC        string `json:"mac,omitempty"`
+	SpeedMbps  int    `json:"speedMbps,omitempty"`
+	LinkStatus string `json:"linkStatus,omitempty"`
+}
+
+// Firmware is one firmware component and its version.
+type Firmware struct {
+	Component string `json:"component"`
+	Version   string `json:"version"`
+}
+
+// Volume is a hardware RAID volume.
+type Volume struct {
+	ID            string   `json:"id"`
+	Name          string   `json:"name,omitempty"`
+	RAIDLevel     string   `json:"raidLevel,omitempty"`
+	CapacityBytes int64    `json:"capacityBytes,omitempty"`
+	Drives        []string `json:"drives,omitempty"`
+}
+
+// VolumeSpec asks for a new RAID volume.
+type VolumeSpec struct {
+	Name          string
+	RAIDLevel     string // RAID0, RAID1, RAID5, RAID6, RAID10
+	CapacityBytes int64  // 0: all of the drives
+	Drives        []string
+}
+
+// PowerReader reads power state. For Redfish this must cost one GET.
+type PowerReader interface {
+	PowerState(ctx context.Context) (PowerState, error)
+}
+
+// PowerSetter changes power and returns once the BMC reports the new state
+// or ctx ends.
+type PowerSetter interface {
+	SetPower(ctx context.Context, action PowerAction) error
+}
+
+// BootSetter sets the next (or every) boot device.
+type BootSetter interface {
+	SetBoot(ctx context.Context, opts BootOptions) error
+}
+
+// MediaManager attaches and detaches virtual media.
+type MediaManager interface {
+	InsertMedia(ctx context.Context, kind MediaKind, imageURL string) error
+	EjectMedia(ctx context.Context, kind MediaKind) error
+	MediaStatus(ctx context.Context, kind MediaKind) (MediaStatus, error)
+}
+
+// InventoryReader reads the hardware inventory out of band.
+type InventoryReader interface {
+	Inventory(ctx context.Context) (Inventory, error)
+}
+
+// BIOSManager reads and applies BIOS attributes. Applied attributes take
+// effect at the next reboot on most BMCs.
+type BIOSManager interface {
+	BIOSAttributes(ctx context.Context) (map[string]any, error)
+	ApplyBIOS(ctx context.Context, attrs map[string]any) error
+}
+
+// RAIDManager manages hardware RAID volumes.
+type RAIDManager interface {
+	Volumes(ctx context.Context) ([]Volume, error)
+	CreateVolume(ctx context.Context, spec VolumeSpec) (Volume, error)
+	DeleteVolume(ctx context.Context, id string) error
+}
+
+// FirmwareUpdater updates firmware from an image URL.
+type FirmwareUpdater interface {
+	UpdateFirmware(ctx context.Context, imageURL string, targets []string) error
+}
+
+// BMC is what every driver provides: power, and a way to release sessions.
+// Everything else is a capability found by type assertion (see Capabilities).
+type BMC interface {
+	PowerReader
+	PowerSetter
+	Close(ctx context.Context) error
+}
+
+// Capability names something a driver can do.
+type Capability string
+
+// Capabilities.
+const (
+	CapPower     Capability = "power"
+	CapBoot      Capability = "boot"
+	CapMedia     Capability = "media"
+	CapInventory Capability = "inventory"
+	CapBIOS      Capability = "bios"
+	CapRAID      Capability = "raid"
+	CapFirmware  Capability = "firmware"
+)
+
+// Capabilities lists what b implements.
+func Capabilities(b BMC) []Capability {
+	caps := []Capability{CapPower}
+	if _, ok := b.(BootSetter); ok {
+		caps = append(caps, CapBoot)
+	}
+	if _, ok := b.(MediaManager); ok {
+		caps = append(caps, CapMedia)
+	}
+	if _, ok := b.(InventoryReader); ok {
+		caps = append(caps, CapInventory)
+	}
+	if _, ok := b.(BIOSManager); ok {
+		caps = append(caps, CapBIOS)
+	}
+	if _, ok := b.(RAIDManager); ok {
+		caps = append(caps, CapRAID)
+	}
+	if _, ok := b.(FirmwareUpdater); ok {
+		caps = append(caps, CapFirmware)
+	}
+	return caps
+}
+
+// Secret is a credential value. It never prints itself.
+type Secret string
+
+// String redacts the secret.
+func (Secret) String() string { return "[redacted]" }
+
+// GoString redacts the secret in %#v.
+func (Secret) GoString() string { return "[redacted]" }
+
+// MarshalText redacts the secret in JSON, YAML and slog output.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Reveal returns the secret for the one place that must send it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is what a driver constructor gets.
+type Config struct {
+	// Endpoint is the BMC URL without the driver prefix: for
+	// redfish+https://h/redfish/v1/Systems/1 it is https://h/redfish/v1/Systems/1,
+	// for ipmi://h:623 it is ipmi://h:623.
+	Endpoint *url.URL
+	Username string
+	Password Secret
+	// InsecureSkipVerify turns TLS verification off (site opted out).
+	InsecureSkipVerify bool
+	// CAPEM, when set, is the only CA trusted for this BMC.
+	CAPEM []byte
+	// CipherSuite is the IPMI cipher suite (3 or 17).
+	CipherSuite int
+	// CallTimeout bounds one BMC call; 0 means the driver's default.
+	CallTimeout time.Duration
+}
+
+// Constructor opens a driver for one BMC. It must not block longer than ctx.
+type Constructor func(ctx context.Context, cfg Config) (BMC, error)
+
+// Registry maps a BMC URL scheme's driver part ("redfish", "ipmi", "fake")
+// to its constructor and static capabilities. It is built in cmd/ and passed
+// down; there is no global registry.
+type Registry map[string]Entry
+
+// Entry is one registered driver.
+type Entry struct {
+	Open Constructor
+	// Capabilities are what the driver can do on a BMC that supports
+	// everything; the planner checks these before planning a step.
+	Capabilities []Capability
+}
+
+// Has reports whether the driver registered under name declares c.
+func (r Registry) Has(name string, c Capability) bool {
+	e, ok := r[name]
+	if !ok {
+		return false
+	}
+	for _, x := range e.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Open opens the driver named by name.
+func (r Registry) Open(ctx context.Context, name string, cfg Config) (BMC, error) {
+	e, ok := r[name]
+	if !ok {
+		return nil, fmt.Errorf("no driver %q (known: %s)", name, r.names())
+	}
+	return e.Open(ctx, cfg)
+}
+
+func (r Registry) names() string {
+	return strings.Join(slices.Sorted(maps.Keys(r)), ", ")
+}

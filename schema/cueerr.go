@@ -1,0 +1,357 @@
+package schema
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+)
+
+// mapCUEErrors turns CUE's errors for one file into diagnostics positioned
+// in that file. CUE reports some errors against the schema (a missing
+// field has no position in the data); those go to the nearest YAML key
+// that exists.
+func mapCUEErrors(err error, file string, data, def cue.Value, reported map[string]bool) Diagnostics {
+	errs := cueerrors.Errors(err)
+	// A failed disjunction comes as one "empty disjunction" error followed
+	// by one conflict per alternative; fold them into one message.
+	disj := map[string][]string{}
+	var order []string
+	var out Diagnostics
+	add := func(pos token.Pos, field, code, msg, hint string) {
+		d := Diagnostic{File: file, Field: field, Severity: SevError, Code: code, Message: msg, Hint: hint}
+		if pos.IsValid() {
+			d.Line, d.Col = pos.Line(), pos.Column()
+		}
+		out = append(out, d)
+	}
+	for _, e := range errs {
+		if strings.Contains(fmt.Sprint(e.Msg()), "empty disjunction") {
+			f := fieldOf(e)
+			if _, ok := disj[f]; !ok {
+				disj[f] = nil
+				order = append(order, f)
+			}
+		}
+	}
+	for _, e := range errs {
+		path := dataPath(e)
+		field := strings.Join(path, ".")
+		if reported[field] {
+			continue
+		}
+		format, args := e.Msg()
+		msg := fmt.Sprintf(format, args...)
+		switch {
+		case strings.Contains(format, "empty disjunction"):
+			continue
+		case strings.HasPrefix(format, "conflicting values") && isDisj(disj, field):
+			got := valueText(data, path)
+			for _, a := range args {
+				s := fmt.Sprint(a)
+				if s != got && !slices.Contains(disj[field], s) && !strings.HasPrefix(s, "(") {
+					disj[field] = append(disj[field], s)
+				}
+			}
+			continue
+		case strings.Contains(format, "field not allowed"):
+			name := path[len(path)-1]
+			parent := path[:len(path)-1]
+			allowed := allowedFields(def, parent)
+			hint := ""
+			if m := closest(name, allowed); m != "" {
+				hint = fmt.Sprintf("did you mean %q?", m)
+			} else if len(allowed) > 0 {
+				hint = "allowed here: " + strings.Join(allowed, ", ")
+			}
+			add(posIn(e, file, data, path), field, CodeUnknownField, fmt.Sprintf("unknown field %q", name), hint)
+		case strings.HasPrefix(format, "incomplete value") || strings.Contains(format, "required"):
+			if valueExists(data, path) {
+				add(posIn(e, file, data, path), field, CodeSchema, "value is not concrete: "+msg, "")
+				continue
+			}
+			add(nearestPos(data, path), field, CodeSchema, fmt.Sprintf("missing required field %q", path[len(path)-1]), requiredHint(path))
+		default:
+			add(posIn(e, file, data, path), field, CodeSchema, friendly(path, msg), patternHint(path))
+		}
+	}
+	for _, field := range order {
+		path := strings.Split(field, ".")
+		if field == "" {
+			path = nil
+		}
+		got := valueText(data, path)
+		alts := disj[field]
+		msg := fmt.Sprintf("%s is not allowed", got)
+		if len(alts) > 0 {
+			msg = fmt.Sprintf("%s is not one of %s", got, strings.Join(alts, ", "))
+		}
+		hint := ""
+		var plain []string
+		for _, a := range alts {
+			plain = append(plain, strings.Trim(a, `"`))
+		}
+		if m := closest(strings.Trim(got, `"`), plain); m != "" {
+			hint = fmt.Sprintf("did you mean %q?", m)
+		}
+		if h := patternHint(path); h != "" && hint == "" {
+			hint = h
+		}
+		add(nearestPos(data, path), field, CodeSchema, msg, hint)
+	}
+	return out
+}
+
+func isDisj(disj map[string][]string, field string) bool {
+	_, ok := disj[field]
+	return ok
+}
+
+func fieldOf(e cueerrors.Error) string { return strings.Join(dataPath(e), ".") }
+
+// dataPath is the error's path without the leading #Definition.
+func dataPath(e cueerrors.Error) []string {
+	p := e.Path()
+	if len(p) > 0 && strings.HasPrefix(p[0], "#") {
+		p = p[1:]
+	}
+	return p
+}
+
+// posIn returns the error's position in the user's file, or the nearest
+// existing key of the path.
+func posIn(e cueerrors.Error, file string, data cue.Value, path []string) token.Pos {
+	for _, p := range append([]token.Pos{e.Position()}, e.InputPositions()...) {
+		if p.IsValid() && p.Filename() == file {
+			return p
+		}
+	}
+	return nearestPos(data, path)
+}
+
+// selectors turns an error path into a cue.Path over the data value; list
+// indices are numeric elements under a list.
+func selectors(v cue.Value, path []string) (cue.Path, bool) {
+	sels := make([]cue.Selector, 0, len(path))
+	cur := v
+	for _, p := range path {
+		if cur.IncompleteKind() == cue.ListKind {
+			i, err := strconv.Atoi(p)
+			if err != nil {
+				return cue.Path{}, false
+			}
+			sels = append(sels, cue.Index(i))
+		} else {
+			sels = append(sels, cue.Str(p))
+		}
+		cur = v.LookupPath(cue.MakePath(sels...))
+		if !cur.Exists() {
+			return cue.Path{}, false
+		}
+	}
+	return cue.MakePath(sels...), true
+}
+
+func valueExists(v cue.Value, path []string) bool {
+	_, ok := selectors(v, path)
+	return ok
+}
+
+// nearestPos is the position of the deepest existing key along path.
+func nearestPos(v cue.Value, path []string) token.Pos {
+	for i := len(path); i >= 0; i-- {
+		if p, ok := selectors(v, path[:i]); ok {
+			if pos := v.LookupPath(p).Pos(); pos.IsValid() {
+				return pos
+			}
+		}
+	}
+	return token.NoPos
+}
+
+// valueText renders the user's value at path as CUE writes it ("actve", 12).
+func valueText(v cue.Value, path []string) string {
+	p, ok := selectors(v, path)
+	if !ok {
+		return "the value"
+	}
+	return fmt.Sprint(v.LookupPath(p))
+}
+
+// allowedFields lists the field names the schema allows at parent.
+func allowedFields(def cue.Value, parent []string) []string {
+	sels := make([]cue.Selector, 0, len(parent))
+	for _, p := range parent {
+		if _, err := strconv.Atoi(p); err == nil {
+			sels = append(sels, cue.AnyIndex)
+		} else {
+			sels = append(sels, cue.Str(p))
+		}
+	}
+	d := def.LookupPath(cue.MakePath(sels...))
+	if !d.Exists() {
+		return nil
+	}
+	it, err := d.Fields(cue.Optional(true))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for it.Next() {
+		s := it.Selector()
+		if s.IsDefinition() || s.PkgPath() != "" {
+			continue
+		}
+		n := strings.TrimRight(s.String(), "?!")
+		names = append(names, strings.Trim(n, `"`))
+	}
+	slices.Sort(names)
+	return names
+}
+
+// closest returns the candidate within a small edit distance of s.
+func closest(s string, candidates []string) string {
+	best, bestD := "", 0
+	for _, c := range candidates {
+		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		limit := max(1, min(3, len(c)/3))
+		if d <= limit && (best == "" || d < bestD) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// patternHints explain the fields whose schema is a regular expression,
+// which CUE would otherwise report as the bare expression.
+var patternHints = map[string]string{
+	"mac":             `a MAC address like "52:54:00:12:34:56"; quote it`,
+	"addresses":       `addresses in CIDR form, like "192.0.2.10/24" or "2001:db8::10/64"`,
+	"to":              `a destination in CIDR form: "0.0.0.0/0" and "::/0" for default routes`,
+	"via":             `a gateway IP address, like "192.0.2.1" or "2001:db8::1"`,
+	"servers":         `DNS server IP addresses`,
+	"name":            `lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 63 characters`,
+	"owner":           `the metadata.name of a file in owners/`,
+	"lessee":          `the metadata.name of a file in owners/`,
+	"checksum":        `"sha256:" followed by 64 hex digits, or "sha512:" followed by 128`,
+	"url":             `an http://, https:// or file:// URL`,
+	"email":           `an e-mail address, as in the commit author`,
+	"traits":          `upper-case trait names like CUSTOM_GPU or HW_CPU_X86_AVX2`,
+	"step":            `a lower_snake_case step name, like apply_configuration`,
+	"apiVersion":      `apiVersion: metalsync.dev/v1alpha1`,
+	"pollInterval":    `a Go-style duration like "30s" or "5m"`,
+	"powerInterval":   `a Go-style duration like "30s" or "5m"`,
+	"ttl":             `a Go-style duration like "30s" or "5m"`,
+	"deployTemplates": `the metadata.name of files in templates/`,
+}
+
+func patternHint(path []string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if _, err := strconv.Atoi(path[i]); err == nil {
+			continue
+		}
+		return patternHints[path[i]]
+	}
+	return ""
+}
+
+// friendly shortens CUE's message for a regular-expression mismatch, whose
+// expression means little to an operator (the hint explains the format).
+func friendly(path []string, msg string) string {
+	if i := strings.Index(msg, " (out of bound =~"); i >= 0 && patternHint(path) != "" {
+		return strings.TrimPrefix(msg[:i], "invalid value ") + " has the wrong format"
+	}
+	return msg
+}
+
+func requiredHint(path []string) string {
+	switch strings.Join(path, ".") {
+	case "spec.owner":
+		return "every node has an owner: the metadata.name of a file in owners/"
+	case "spec.bmc.credentialsRef":
+		return "reference the BMC credentials: credentialsRef: {env: {username: VAR, password: VAR}}, {file: PATH} or {ageFile: secrets/NAME.age}"
+	case "spec.provision", "spec.provision.state":
+		return "provision: {state: manageable | available | active}"
+	case "apiVersion":
+		return "apiVersion: metalsync.dev/v1alpha1"
+	}
+	if h := patternHint(path); h != "" {
+		return h
+	}
+	return "see inventory-example/ or `metalsync schema` for the expected shape"
+}
+
+// secretField is a key that looks like a literal credential.
+type secretField struct {
+	field string
+	pos   token.Pos
+}
+
+var secretLabels = map[string]bool{
+	"password": true, "passwd": true, "pass": true, "secret": true,
+	"privatekey": true, "private_key": true, "apikey": true, "api_key": true,
+}
+
+// findLiteralSecrets finds keys named like credentials holding values,
+// anywhere but in the places that take a reference or free-form metadata.
+func findLiteralSecrets(v cue.Value) []secretField {
+	var out []secretField
+	var walk func(v cue.Value, path []string)
+	walk = func(v cue.Value, path []string) {
+		switch v.IncompleteKind() {
+		case cue.StructKind:
+			it, err := v.Fields(cue.Optional(true))
+			if err != nil {
+				return
+			}
+			for it.Next() {
+				name := strings.Trim(strings.TrimRight(it.Selector().String(), "?!"), `"`)
+				p := append(slices.Clip(path), name)
+				joined := strings.Join(p, ".")
+				switch joined {
+				case "spec.labels", "metadata.annotations", "spec.bmc.credentialsRef.env", "status":
+					continue
+				}
+				if secretLabels[strings.ToLower(name)] && it.Value().IncompleteKind() != cue.StructKind {
+					out = append(out, secretField{field: joined, pos: it.Value().Pos()})
+					continue
+				}
+				walk(it.Value(), p)
+			}
+		case cue.ListKind:
+			it, err := v.List()
+			if err != nil {
+				return
+			}
+			for i := 0; it.Next(); i++ {
+				walk(it.Value(), append(slices.Clip(path), strconv.Itoa(i)))
+			}
+		}
+	}
+	walk(v, nil)
+	return out
+}

@@ -1,0 +1,332 @@
+package schema
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"cuelang.org/go/cue"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+	cueyaml "cuelang.org/go/encoding/yaml"
+)
+
+// Repository layout.
+const (
+	SiteFile     = "metalsync.yaml"
+	NodesDir     = "nodes"
+	OwnersDir    = "owners"
+	TemplatesDir = "templates"
+)
+
+// filesPerContext bounds how many files one cue.Context validates before it
+// is replaced, keeping the heap flat on 50k-node inventories.
+const filesPerContext = 2000
+
+// maxFileSize refuses absurd files before CUE sees them.
+const maxFileSize = 1 << 20
+
+// LoadDir loads the inventory repository rooted at dir.
+func LoadDir(dir string) (*Inventory, Diagnostics) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "cannot read inventory directory: " + errors.Unwrap(err).Error()}}
+	}
+	if !st.IsDir() {
+		return nil, Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "not a directory"}}
+	}
+	return Load(os.DirFS(dir))
+}
+
+// job is one file to load.
+type job struct {
+	path string
+	kind string // expected kind, from the directory
+}
+
+type result struct {
+	path  string
+	value any // *Node, *Owner, ...
+	diags Diagnostics
+}
+
+// Load reads, validates and decodes every inventory file of fsys, then
+// checks the cross-file rules. The inventory is returned even when there are
+// errors (with the files that were valid), so that callers can show as much
+// as possible; callers that act must check Diagnostics.Err first.
+func Load(fsys fs.FS) (*Inventory, Diagnostics) {
+	var diags Diagnostics
+	inv := &Inventory{Status: map[string]*NodeStatus{}}
+
+	// The site file comes first: it says where status lives.
+	site := &Site{APIVersion: APIVersion, Kind: KindSite, Metadata: Meta{Name: "default"}}
+	siteFound := false
+	if data, err := fs.ReadFile(fsys, SiteFile); err == nil {
+		c, err := compile()
+		if err != nil {
+			return nil, Diagnostics{{File: SiteFile, Severity: SevError, Code: CodeSchema, Message: err.Error()}}
+		}
+		r := loadFile(c, job{SiteFile, KindSite}, data)
+		diags = append(diags, r.diags...)
+		if s, ok := r.value.(*Site); ok {
+			site, siteFound = s, true
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		diags = append(diags, Diagnostic{File: SiteFile, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
+	}
+	_ = siteFound
+	inv.Site = site
+	statusDir := site.Spec.Defaults().Status.Directory
+
+	dirs := map[string]string{NodesDir: KindNode, OwnersDir: KindOwner, TemplatesDir: KindDeployTemplate}
+	if statusDir != "" {
+		dirs[path.Clean(statusDir)] = KindNodeStatus
+	}
+	var jobs []job
+	for _, dir := range slices.Sorted(mapsKeys(dirs)) {
+		kind := dirs[dir]
+		err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) && p == dir {
+					return fs.SkipDir
+				}
+				diags = append(diags, Diagnostic{File: p, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
+				return nil
+			}
+			name := d.Name()
+			if strings.HasPrefix(name, ".") && p != dir {
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if d.IsDir() || !isYAML(name) {
+				return nil
+			}
+			jobs = append(jobs, job{path: p, kind: kind})
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.SkipDir) {
+			diags = append(diags, Diagnostic{File: dir, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
+		}
+	}
+
+	results := loadAll(fsys, jobs)
+	for _, r := range results {
+		diags = append(diags, r.diags...)
+		switch v := r.value.(type) {
+		case *Node:
+			inv.Nodes = append(inv.Nodes, v)
+		case *Owner:
+			inv.Owners = append(inv.Owners, v)
+		case *DeployTemplate:
+			inv.Templates = append(inv.Templates, v)
+		case *NodeStatus:
+			inv.Status[v.Metadata.Name] = v
+		}
+	}
+	byName := func(a, b string) int { return strings.Compare(a, b) }
+	slices.SortFunc(inv.Nodes, func(a, b *Node) int { return byName(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortFunc(inv.Owners, func(a, b *Owner) int { return byName(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortFunc(inv.Templates, func(a, b *DeployTemplate) int { return byName(a.Metadata.Name, b.Metadata.Name) })
+
+	diags = append(diags, checkRules(fsys, inv)...)
+	diags.sort()
+	diags = diags.dedupe()
+	return inv, diags
+}
+
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func isYAML(name string) bool {
+	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
+}
+
+// loadAll validates files on every core, each worker with its own schema
+// compilation. Results keep the order of jobs.
+func loadAll(fsys fs.FS, jobs []job) []result {
+	results := make([]result, len(jobs))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(jobs)/64))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Go(func() {
+			var c *compiled
+			n := 0
+			for i := range next {
+				if c == nil || n >= filesPerContext {
+					var err error
+					if c, err = compile(); err != nil {
+						results[i] = result{path: jobs[i].path, diags: Diagnostics{{File: jobs[i].path, Severity: SevError, Code: CodeSchema, Message: err.Error()}}}
+						continue
+					}
+					n = 0
+				}
+				n++
+				results[i] = loadOne(fsys, c, jobs[i])
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return results
+}
+
+func loadOne(fsys fs.FS, c *compiled, j job) result {
+	f, err := fsys.Open(j.path)
+	if err != nil {
+		return result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()}}}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > maxFileSize {
+		return result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: fmt.Sprintf("file is %d bytes; inventory files are limited to %d", st.Size(), maxFileSize)}}}
+	}
+	data, err := fs.ReadFile(fsys, j.path)
+	if err != nil {
+		return result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()}}}
+	}
+	return loadFile(c, j, data)
+}
+
+// loadFile validates one file against the definition of its kind and
+// decodes it.
+func loadFile(c *compiled, j job, data []byte) result {
+	r := result{path: j.path}
+	diag := func(pos token.Pos, field, code, msg, hint string) {
+		d := Diagnostic{File: j.path, Field: field, Severity: SevError, Code: code, Message: msg, Hint: hint}
+		if pos.IsValid() {
+			d.Line, d.Col = pos.Line(), pos.Column()
+		}
+		r.diags = append(r.diags, d)
+	}
+	if len(data) > maxFileSize {
+		diag(token.NoPos, "", CodeYAML, fmt.Sprintf("file is %d bytes; inventory files are limited to %d", len(data), maxFileSize), "")
+		return r
+	}
+	af, err := cueyaml.Extract(j.path, data)
+	if err != nil {
+		pos, msg := firstError(err)
+		diag(pos, "", CodeYAML, "invalid YAML: "+msg, "check indentation and quoting; one resource per file")
+		return r
+	}
+	if len(af.Decls) == 0 {
+		diag(token.NoPos, "", CodeYAML, "file is empty", "delete it, or write a "+j.kind)
+		return r
+	}
+	v := c.ctx.BuildFile(af)
+	if err := v.Err(); err != nil {
+		pos, msg := firstError(err)
+		diag(pos, "", CodeYAML, msg, "")
+		return r
+	}
+	if v.IncompleteKind() != cue.StructKind {
+		diag(v.Pos(), "", CodeYAML, "a resource file must be a YAML mapping (one resource per file)", "")
+		return r
+	}
+	secrets := findLiteralSecrets(v)
+	for _, s := range secrets {
+		diag(s.pos, s.field, CodeLiteralSecret, "literal credential in the inventory",
+			"never write secrets into the repository; reference them with spec.bmc.credentialsRef (env: {username: VAR, password: VAR}, file: /path/on/daemon/host, or ageFile: secrets/<name>.age)")
+	}
+
+	kindV := v.LookupPath(cue.ParsePath("kind"))
+	kind, kerr := kindV.String()
+	switch {
+	case !kindV.Exists():
+		diag(v.Pos(), "kind", CodeKind, "missing kind", fmt.Sprintf("files under %s/ are kind: %s", dirOf(j.path), j.kind))
+		return r
+	case kerr != nil:
+		diag(kindV.Pos(), "kind", CodeKind, "kind must be a string", fmt.Sprintf("write kind: %s", j.kind))
+		return r
+	case kind != j.kind:
+		hint := fmt.Sprintf("files under %s/ must be kind: %s", dirOf(j.path), j.kind)
+		if j.path == SiteFile {
+			hint = "metalsync.yaml must be kind: Site"
+		}
+		diag(kindV.Pos(), "kind", CodeKind, fmt.Sprintf("kind %q is not allowed here", kind), hint)
+		return r
+	}
+
+	def := c.defs[kind]
+	reported := map[string]bool{}
+	for _, s := range secrets {
+		reported[s.field] = true
+	}
+	shape := checkShape(j.path, def, v, reported)
+	for _, d := range shape {
+		reported[d.Field] = true
+	}
+	r.diags = append(r.diags, shape...)
+	u := def.Unify(v)
+	if err := u.Validate(cue.Concrete(true)); err != nil {
+		n := len(r.diags)
+		r.diags = append(r.diags, mapCUEErrors(err, j.path, v, def, reported)...)
+		if len(r.diags) == n && n == 0 { // never drop an error, even one we cannot position
+			diag(token.NoPos, "", CodeSchema, err.Error(), "")
+		}
+		return r
+	}
+	if len(r.diags) > 0 {
+		return r
+	}
+	src := Source{File: j.path, Line: 1}
+	var out any
+	switch kind {
+	case KindNode:
+		n := &Node{Source: src}
+		err, out = u.Decode(n), n
+	case KindOwner:
+		o := &Owner{Source: src}
+		err, out = u.Decode(o), o
+	case KindDeployTemplate:
+		t := &DeployTemplate{Source: src}
+		err, out = u.Decode(t), t
+	case KindSite:
+		s := &Site{Source: src}
+		err, out = u.Decode(s), s
+	case KindNodeStatus:
+		s := &NodeStatus{Source: src}
+		err, out = u.Decode(s), s
+	}
+	if err != nil {
+		pos, msg := firstError(err)
+		diag(pos, "", CodeSchema, msg, "")
+		return r
+	}
+	r.value = out
+	return r
+}
+
+func dirOf(p string) string {
+	if i := strings.IndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return "."
+}
+
+func firstError(err error) (token.Pos, string) {
+	errs := cueerrors.Errors(err)
+	if len(errs) == 0 {
+		return token.NoPos, err.Error()
+	}
+	e := errs[0]
+	format, args := e.Msg()
+	return e.Position(), fmt.Sprintf(format, args...)
+}

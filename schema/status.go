@@ -1,0 +1,88 @@
+package schema
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/yaml"
+)
+
+// NodeStatus is what the daemon observed of a node; only metalsync writes it.
+// Field order is the order in the file, so that `git diff` stays readable.
+type NodeStatus struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Metadata   Meta           `json:"metadata"`
+	Status     NodeStatusBody `json:"status"`
+	Source     Source         `json:"-"`
+}
+
+// NodeStatusBody is the observed state of a node.
+type NodeStatusBody struct {
+	// Commit is the inventory commit this status was reconciled against.
+	Commit         string `json:"commit,omitempty"`
+	Updated        string `json:"updated,omitempty"`
+	Power          string `json:"power,omitempty"`
+	ProvisionState string `json:"provisionState,omitempty"`
+	// Target is the provision state being worked towards, when busy.
+	Target     string     `json:"target,omitempty"`
+	Operation  *Operation `json:"operation,omitempty"`
+	LastError  string     `json:"lastError,omitempty"`
+	Fault      *Fault     `json:"fault,omitempty"`
+	Retired    string     `json:"retired,omitempty"`
+	Quarantine string     `json:"quarantine,omitempty"`
+	Inspect    *Inspected `json:"inspect,omitempty"`
+	Deployed   *Deployed  `json:"deployed,omitempty"`
+	Media      *Media     `json:"media,omitempty"`
+}
+
+// Operation is the multi-step operation in progress, recorded as it goes so
+// that a restarted daemon resumes without repeating a destructive step.
+type Operation struct {
+	Kind    string   `json:"kind"`
+	Started string   `json:"started,omitempty"`
+	Step    int      `json:"step,omitempty"`
+	Steps   []string `json:"steps,omitempty"`
+}
+
+// Fault is an automatic quarantine after repeated failures.
+type Fault struct {
+	Reason   string `json:"reason"`
+	Since    string `json:"since,omitempty"`
+	Failures int    `json:"failures"`
+}
+
+// Inspected is the result of the last inspection.
+type Inspected struct {
+	Token     string         `json:"token,omitempty"`
+	At        string         `json:"at,omitempty"`
+	Simulated bool           `json:"simulated,omitempty"`
+	Inventory map[string]any `json:"inventory,omitempty"`
+}
+
+// Deployed records the image on the node and the steps that ran.
+type Deployed struct {
+	Image     string   `json:"image,omitempty"`
+	Checksum  string   `json:"checksum,omitempty"`
+	At        string   `json:"at,omitempty"`
+	Steps     []string `json:"steps,omitempty"`
+	Simulated bool     `json:"simulated,omitempty"`
+}
+
+// Media is the boot media last given to the BMC.
+type Media struct {
+	SHA256 string `json:"sha256,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+}
+
+// MarshalStatus renders a status file: YAML with sorted keys, so that the
+// same status always gives the same bytes.
+func MarshalStatus(s *NodeStatus) ([]byte, error) {
+	c := *s
+	c.APIVersion = APIVersion
+	c.Kind = KindNodeStatus
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("status %s: %w", s.Metadata.Name, err)
+	}
+	return b, nil
+}
