@@ -282,6 +282,22 @@ func patternHint(path []string) string {
 // friendly shortens CUE's message for a regular-expression mismatch, whose
 // expression means little to an operator (the hint explains the format).
 func friendly(path []string, msg string) string {
+	if len(path) == 1 && path[0] == "apiVersion" {
+		return "this version of metalsync reads apiVersion " + APIVersion
+	}
+	if i := strings.Index(msg, "(mismatched types "); i >= 0 {
+		var got, want string
+		if _, err := fmt.Sscanf(msg[i:], "(mismatched types %s and %s", &got, &want); err == nil {
+			want = strings.TrimSuffix(want, ")")
+			if got == want {
+				return msg
+			}
+			if strings.HasPrefix(msg, "conflicting values "+"\"") || !strings.HasPrefix(msg, "conflicting values ") {
+				got, want = want, got
+			}
+			return fmt.Sprintf("must be %s %s, not %s %s", article(want), want, article(got), got)
+		}
+	}
 	if i := strings.Index(msg, " (out of bound =~"); i >= 0 && patternHint(path) != "" {
 		return strings.TrimPrefix(msg[:i], "invalid value ") + " has the wrong format"
 	}
@@ -354,4 +370,11 @@ func findLiteralSecrets(v cue.Value) []secretField {
 	}
 	walk(v, nil)
 	return out
+}
+
+func article(kind string) string {
+	if strings.ContainsAny(kind[:1], "aeiou") {
+		return "an"
+	}
+	return "a"
 }

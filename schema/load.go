@@ -8,6 +8,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -52,7 +53,9 @@ type job struct {
 
 type result struct {
 	path  string
-	value any // *Node, *Owner, ...
+	value any    // *Node, *Owner, ... when valid
+	kind  string // kind and name as far as they could be read,
+	name  string // so that an invalid owner does not cascade into its nodes
 	diags Diagnostics
 }
 
@@ -118,8 +121,12 @@ func Load(fsys fs.FS) (*Inventory, Diagnostics) {
 	}
 
 	results := loadAll(fsys, jobs)
+	invalid := map[string][]string{} // kind -> names of files with errors
 	for _, r := range results {
 		diags = append(diags, r.diags...)
+		if r.value == nil && r.name != "" {
+			invalid[r.kind] = append(invalid[r.kind], r.name)
+		}
 		switch v := r.value.(type) {
 		case *Node:
 			inv.Nodes = append(inv.Nodes, v)
@@ -132,11 +139,11 @@ func Load(fsys fs.FS) (*Inventory, Diagnostics) {
 		}
 	}
 	byName := func(a, b string) int { return strings.Compare(a, b) }
-	slices.SortFunc(inv.Nodes, func(a, b *Node) int { return byName(a.Metadata.Name, b.Metadata.Name) })
-	slices.SortFunc(inv.Owners, func(a, b *Owner) int { return byName(a.Metadata.Name, b.Metadata.Name) })
-	slices.SortFunc(inv.Templates, func(a, b *DeployTemplate) int { return byName(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortStableFunc(inv.Nodes, func(a, b *Node) int { return byName(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortStableFunc(inv.Owners, func(a, b *Owner) int { return byName(a.Metadata.Name, b.Metadata.Name) })
+	slices.SortStableFunc(inv.Templates, func(a, b *DeployTemplate) int { return byName(a.Metadata.Name, b.Metadata.Name) })
 
-	diags = append(diags, checkRules(fsys, inv)...)
+	diags = append(diags, checkRules(fsys, inv, invalid)...)
 	diags.sort()
 	diags = diags.dedupe()
 	return inv, diags
@@ -222,8 +229,9 @@ func loadFile(c *compiled, j job, data []byte) result {
 	}
 	af, err := cueyaml.Extract(j.path, data)
 	if err != nil {
-		pos, msg := firstError(err)
-		diag(pos, "", CodeYAML, "invalid YAML: "+msg, "check indentation and quoting; one resource per file")
+		line, msg := yamlError(j.path, err)
+		r.diags = append(r.diags, Diagnostic{File: j.path, Line: line, Col: min(line, 1), Severity: SevError, Code: CodeYAML,
+			Message: "invalid YAML: " + msg, Hint: "check indentation and quoting; one resource per file"})
 		return r
 	}
 	if len(af.Decls) == 0 {
@@ -264,6 +272,8 @@ func loadFile(c *compiled, j job, data []byte) result {
 		return r
 	}
 
+	r.kind = kind
+	r.name, _ = v.LookupPath(cue.ParsePath("metadata.name")).String()
 	def := c.defs[kind]
 	reported := map[string]bool{}
 	for _, s := range secrets {
@@ -319,6 +329,19 @@ func dirOf(p string) string {
 		return p[:i]
 	}
 	return "."
+}
+
+// yamlError splits the YAML parser's "file:LINE: message" error.
+func yamlError(file string, err error) (int, string) {
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, file+":"); ok {
+		if i := strings.Index(rest, ": "); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				return n, rest[i+2:]
+			}
+		}
+	}
+	return 0, msg
 }
 
 func firstError(err error) (token.Pos, string) {

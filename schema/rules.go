@@ -12,7 +12,7 @@ import (
 // checkRules checks what a single file's schema cannot: names against file
 // names, references between files, uniqueness across nodes, and the
 // consistency of each node's network.
-func checkRules(fsys fs.FS, inv *Inventory) Diagnostics {
+func checkRules(fsys fs.FS, inv *Inventory, invalid map[string][]string) Diagnostics {
 	l := newLocator(fsys)
 	var ds Diagnostics
 	add := func(d Diagnostic) { ds = append(ds, d) }
@@ -67,6 +67,14 @@ func checkRules(fsys fs.FS, inv *Inventory) Diagnostics {
 		}
 	}
 
+	// Files with errors were reported already; their names still count as
+	// existing, so one broken owner does not fail every node it owns.
+	for _, name := range invalid[KindOwner] {
+		owners[name] = seen{}
+	}
+	for _, name := range invalid[KindDeployTemplate] {
+		templates[name] = seen{}
+	}
 	nodes := map[string]seen{}
 	macs := map[string]string{} // mac -> node
 	ips := map[netip.Addr]string{}

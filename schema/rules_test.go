@@ -1,0 +1,130 @@
+package schema
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// edit changes one file of the example inventory.
+type edit struct {
+	file     string
+	old, new string // old == "" appends new; new == "\x00" deletes the file
+}
+
+func apply(t *testing.T, fsys fstest.MapFS, edits []edit) {
+	t.Helper()
+	for _, e := range edits {
+		if e.new == "\x00" {
+			delete(fsys, e.file)
+			continue
+		}
+		f, ok := fsys[e.file]
+		if !ok {
+			fsys[e.file] = &fstest.MapFile{Data: []byte(e.new)}
+			continue
+		}
+		s := string(f.Data)
+		if e.old == "" {
+			s += e.new
+		} else {
+			if !strings.Contains(s, e.old) {
+				t.Fatalf("%s does not contain %q", e.file, e.old)
+			}
+			s = strings.Replace(s, e.old, e.new, 1)
+		}
+		fsys[e.file] = &fstest.MapFile{Data: []byte(s)}
+	}
+}
+
+const (
+	n1 = "nodes/rack1/r1-n01.yaml"
+	n2 = "nodes/rack1/r1-n02.yaml"
+	r2 = "nodes/rack2/r2-n01.yaml"
+)
+
+// TestRules breaks a copy of inventory-example once per rule and checks
+// the exact positioned message (first line of each diagnostic).
+func TestRules(t *testing.T) {
+	tests := []struct {
+		name  string
+		edits []edit
+	}{
+		{"yaml syntax", []edit{{n1, "  owner: platform\n", "  owner: [platform\n"}}},
+		{"unknown field with hint", []edit{{n1, "  bootMode: uefi", "  bootmode: uefi"}}},
+		{"missing required field", []edit{{n1, "  owner: platform\n", ""}}},
+		{"enum", []edit{{n1, "power: on", "power: of"}}},
+		{"unquoted mac is a number", []edit{{r2, `mac: "3c:ec:ef:02:01:01"`, `mac: 123456`}}},
+		{"mac format", []edit{{r2, `mac: "3c:ec:ef:02:01:01"`, `mac: "3c:ec:ef:02:01"`}}},
+		{"literal password", []edit{{n1, "    tls:\n", "    password: hunter22\n    tls:\n"}}},
+		{"literal secret deep", []edit{{"templates/raid1-os.yaml", "          logical_disks:", "          secret: abc\n          logical_disks:"}}},
+		{"wrong kind for directory", []edit{{n1, "kind: Node", "kind: Owner"}}},
+		{"wrong apiVersion", []edit{{n1, "apiVersion: metalsync.dev/v1alpha1", "apiVersion: metalsync.dev/v1"}}},
+		{"name mismatch", []edit{{n1, "name: r1-n01", "name: r1-n99"}}},
+		// A copy of a node under another rack: its BMC is shared too.
+		{"duplicate node", []edit{{"nodes/rack2/r1-n01.yaml", "", mustRead("../inventory-example/" + n1)}}},
+		{"unknown owner", []edit{{n1, "  owner: platform", "  owner: platfrom"}}},
+		{"unknown lessee", []edit{{n1, "  lessee: ml-research", "  lessee: ml"}}},
+		{"unknown template", []edit{{n1, "deployTemplates: [bios-performance, raid1-os]", "deployTemplates: [bios-performanc, raid1-os]"}}},
+		{"duplicate mac", []edit{{n2, `mac: "b8:ce:f6:01:02:11"`, `mac: "b8:ce:f6:01:01:11"`}}},
+		{"duplicate ip", []edit{{n2, `10.10.200.12/24`, `10.10.200.11/24`}}},
+		{"duplicate bmc", []edit{{n2, "https://10.10.0.102/", "https://10.10.0.101/"}}},
+		{"bad bmc scheme", []edit{{n1, "redfish+https://10.10.0.101", "https://10.10.0.101"}}},
+		{"ipv6 without brackets", []edit{{r2, "ipmi://[2001:db8:20::101]:623", "ipmi://2001:db8:20::101"}}},
+		{"network address", []edit{{n1, "10.10.200.11/24", "10.10.200.0/24"}}},
+		{"broadcast address", []edit{{n1, "10.10.200.11/24", "10.10.200.255/24"}}},
+		{"gateway unreachable", []edit{{n1, "via: 10.10.100.1", "via: 10.99.0.1"}}},
+		{"ipv6 route with ipv4 gateway", []edit{{r2, "via: 2001:db8:20::1", "via: 10.0.0.1"}}},
+		{"bond member missing", []edit{{n1, "members: [eno1, eno2]", "members: [eno1, eno3]"}}},
+		{"bond member not phy", []edit{{n1, "members: [eno1, eno2]", "members: [eno1, bond0.200]"}}},
+		{"vlan id range", []edit{{n1, "id: 200", "id: 4095"}}},
+		{"vlan parent missing", []edit{{n1, "parent: bond0\n        mtu", "parent: bond1\n        mtu"}}},
+		{"phy without mac", []edit{{r2, "        mac: \"3c:ec:ef:02:01:01\"\n", ""}}},
+		{"template step twice", []edit{{"templates/raid1-os.yaml", "    - interface: deploy\n      step: erase_devices_metadata", "    - interface: raid\n      step: apply_configuration"}}},
+		{"power off with disablePowerOff", []edit{{"nodes/rack1/r1-n06.yaml", "power: on", "power: off"}}},
+		{"two credential sources", []edit{{r2, "      file: /etc/metalsync/bmc/rack2.yaml", "      file: /etc/metalsync/bmc/rack2.yaml\n      ageFile: secrets/x.age"}}},
+	}
+	golden := openGolden(t, "testdata/rules.golden")
+	defer golden.write(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := example(t)
+			apply(t, fsys, tt.edits)
+			_, diags := Load(fsys)
+			var got []string
+			for _, d := range diags {
+				got = append(got, strings.SplitN(d.String(), "\n", 2)[0])
+			}
+			golden.set(tt.name, got)
+			if d := cmp.Diff(golden.get(t, tt.name), got); d != "" {
+				t.Errorf("diagnostics (-want +got):\n%s", d)
+			}
+			for _, d := range diags {
+				if strings.Contains(d.String(), "hunter22") {
+					t.Errorf("diagnostic leaks the secret: %s", d)
+				}
+			}
+		})
+	}
+}
+
+func TestActiveNeedsImage(t *testing.T) {
+	fsys := example(t)
+	apply(t, fsys, []edit{{"nodes/rack1/r1-n05.yaml", "state: available", "state: active"}})
+	_, diags := Load(fsys)
+	want := `nodes/rack1/r1-n05.yaml:19:3: spec.provision: an active node needs an image`
+	if len(diags) != 1 || !strings.HasPrefix(diags[0].String(), want) {
+		t.Errorf("got %s, want %s", diags, want)
+	}
+}
+
+func mustRead(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
