@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,7 +29,7 @@ const (
 
 // filesPerContext bounds how many files one cue.Context validates before it
 // is replaced, keeping the heap flat on 50k-node inventories.
-const filesPerContext = 2000
+const filesPerContext = 1000
 
 // maxFileSize refuses absurd files before CUE sees them.
 const maxFileSize = 1 << 20
@@ -248,7 +249,7 @@ func loadFile(c *compiled, j job, data []byte) result {
 		diag(v.Pos(), "", CodeYAML, "a resource file must be a YAML mapping (one resource per file)", "")
 		return r
 	}
-	secrets := findLiteralSecrets(v)
+	secrets := findLiteralSecrets(af)
 	for _, s := range secrets {
 		diag(s.pos, s.field, CodeLiteralSecret, "literal credential in the inventory",
 			"never write secrets into the repository; reference them with spec.bmc.credentialsRef (env: {username: VAR, password: VAR}, file: /path/on/daemon/host, or ageFile: secrets/<name>.age)")
@@ -275,20 +276,21 @@ func loadFile(c *compiled, j job, data []byte) result {
 	r.kind = kind
 	r.name, _ = v.LookupPath(cue.ParsePath("metadata.name")).String()
 	def := c.defs[kind]
-	reported := map[string]bool{}
-	for _, s := range secrets {
-		reported[s.field] = true
-	}
-	shape := checkShape(j.path, def, v, reported)
-	for _, d := range shape {
-		reported[d.Field] = true
-	}
-	r.diags = append(r.diags, shape...)
 	u := def.Unify(v)
 	if err := u.Validate(cue.Concrete(true)); err != nil {
-		n := len(r.diags)
+		// CUE's errors are not exhaustive (an unknown field hides a missing
+		// one); walk the file for those, then add CUE's other errors.
+		reported := map[string]bool{}
+		for _, s := range secrets {
+			reported[s.field] = true
+		}
+		shape := checkShape(j.path, def, v, reported)
+		for _, d := range shape {
+			reported[d.Field] = true
+		}
+		r.diags = append(r.diags, shape...)
 		r.diags = append(r.diags, mapCUEErrors(err, j.path, v, def, reported)...)
-		if len(r.diags) == n && n == 0 { // never drop an error, even one we cannot position
+		if len(r.diags) == 0 { // never drop an error, even one we cannot position
 			diag(token.NoPos, "", CodeSchema, err.Error(), "")
 		}
 		return r
@@ -297,27 +299,29 @@ func loadFile(c *compiled, j job, data []byte) result {
 		return r
 	}
 	src := Source{File: j.path, Line: 1}
-	var out any
-	switch kind {
-	case KindNode:
-		n := &Node{Source: src}
-		err, out = u.Decode(n), n
-	case KindOwner:
-		o := &Owner{Source: src}
-		err, out = u.Decode(o), o
-	case KindDeployTemplate:
-		t := &DeployTemplate{Source: src}
-		err, out = u.Decode(t), t
-	case KindSite:
-		s := &Site{Source: src}
-		err, out = u.Decode(s), s
-	case KindNodeStatus:
-		s := &NodeStatus{Source: src}
-		err, out = u.Decode(s), s
-	}
+	// Decoding through JSON of the validated value is twice as fast as
+	// cue.Value.Decode and keeps one parser: the values are CUE's.
+	js, err := u.MarshalJSON()
 	if err != nil {
 		pos, msg := firstError(err)
 		diag(pos, "", CodeSchema, msg, "")
+		return r
+	}
+	var out any
+	switch kind {
+	case KindNode:
+		out = &Node{Source: src}
+	case KindOwner:
+		out = &Owner{Source: src}
+	case KindDeployTemplate:
+		out = &DeployTemplate{Source: src}
+	case KindSite:
+		out = &Site{Source: src}
+	case KindNodeStatus:
+		out = &NodeStatus{Source: src}
+	}
+	if err := json.Unmarshal(js, out); err != nil {
+		diag(token.NoPos, "", CodeSchema, "decode: "+err.Error(), "")
 		return r
 	}
 	r.value = out

@@ -100,7 +100,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		Commit: "abc", Power: "on", ProvisionState: "active",
 		Operation: &Operation{Kind: "deploy", Step: 2, Steps: []string{"a", "b", "c"}},
 		Fault:     &Fault{Reason: "power failure", Failures: 3},
-		Inspect:   &Inspected{Token: "t1", Inventory: map[string]any{"cpus": int64(2)}},
+		Inspect:   &Inspected{Token: "t1", Inventory: map[string]any{"cpus": float64(2)}},
 		Deployed:  &Deployed{Image: "https://x/y.raw", Simulated: true},
 	}}
 	b, err := MarshalStatus(st)

@@ -1,0 +1,43 @@
+package inventorygen_test
+
+import (
+	"strconv"
+	"testing"
+	"testing/fstest"
+
+	"metalsync.dev/metalsync/inventorygen"
+	"metalsync.dev/metalsync/schema"
+)
+
+// TestGeneratedIsValid: the benchmarks measure valid inventories only.
+func TestGeneratedIsValid(t *testing.T) {
+	for _, driver := range []string{"redfish", "ipmi", "fake"} {
+		fsys := fstest.MapFS{}
+		for p, b := range inventorygen.Files(inventorygen.Options{Nodes: 300, PerRack: 40, Driver: driver}) {
+			fsys[p] = &fstest.MapFile{Data: b}
+		}
+		inv, diags := schema.Load(fsys)
+		if len(diags) != 0 {
+			t.Fatalf("%s: generated inventory has diagnostics:\n%s", driver, diags)
+		}
+		if len(inv.Nodes) != 300 {
+			t.Errorf("%s: got %d nodes", driver, len(inv.Nodes))
+		}
+	}
+}
+
+func BenchmarkLoad(b *testing.B) {
+	for _, n := range []int{1000} {
+		fsys := fstest.MapFS{}
+		for p, d := range inventorygen.Files(inventorygen.Options{Nodes: n}) {
+			fsys[p] = &fstest.MapFile{Data: d}
+		}
+		b.Run("nodes="+strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				if _, diags := schema.Load(fsys); diags.HasErrors() {
+					b.Fatal(diags)
+				}
+			}
+		})
+	}
+}
