@@ -43,6 +43,7 @@ const (
 func commands() []command {
 	return []command{
 		{"validate", "check an inventory repository against the schema and cross-file rules", runValidate},
+		{"sim", "serve simulated Redfish BMCs for tests and demos until interrupted", runSim},
 	}
 }
 
