@@ -305,6 +305,16 @@ func checkNetwork(l *locator, f string, nw *Network) Diagnostics {
 			add(fmt.Sprintf("%s route %s has an %s gateway %s", fam[to.Addr().Is4()], r.To, fam[via.Is4()], r.Via), "a route's gateway is of the same family as its destination", at("via")...)
 			continue
 		}
+		own := false
+		for _, p := range prefixes {
+			if p.Addr() == via {
+				own = true
+			}
+		}
+		if own {
+			add(fmt.Sprintf("gateway %s is one of the node's own addresses", r.Via), "the gateway is the router's address in the subnet, usually .1 or ::1", at("via")...)
+			continue
+		}
 		reachable := via.Is6() && via.IsLinkLocalUnicast()
 		for _, p := range prefixes {
 			if p.Contains(via) {

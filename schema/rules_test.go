@@ -77,6 +77,7 @@ func TestRules(t *testing.T) {
 		{"network address", []edit{{n1, "10.10.200.11/24", "10.10.200.0/24"}}},
 		{"broadcast address", []edit{{n1, "10.10.200.11/24", "10.10.200.255/24"}}},
 		{"gateway unreachable", []edit{{n1, "via: 10.10.100.1", "via: 10.99.0.1"}}},
+		{"gateway is own address", []edit{{r2, `"2001:db8:20::11/64"`, `"2001:db8:20::1/64"`}}},
 		{"ipv6 route with ipv4 gateway", []edit{{r2, "via: 2001:db8:20::1", "via: 10.0.0.1"}}},
 		{"bond member missing", []edit{{n1, "members: [eno1, eno2]", "members: [eno1, eno3]"}}},
 		{"bond member not phy", []edit{{n1, "members: [eno1, eno2]", "members: [eno1, bond0.200]"}}},

@@ -44,6 +44,7 @@ func commands() []command {
 	return []command{
 		{"validate", "check an inventory repository against the schema and cross-file rules", runValidate},
 		{"sim", "serve simulated Redfish BMCs for tests and demos until interrupted", runSim},
+		{"render", "render a node's DHCP-less boot media (config drive or NoCloud ISO)", runRender},
 	}
 }
 
