@@ -44,6 +44,8 @@ func commands() []command {
 	return []command{
 		{"validate", "check an inventory repository against the schema and cross-file rules", runValidate},
 		{"sim", "serve simulated Redfish BMCs for tests and demos until interrupted", runSim},
+		{"plan", "show what metalsync would do to the machines, offline from recorded status", runPlan},
+		{"apply", "plan, confirm, and carry the plan out on the machines", runApply},
 		{"render", "render a node's DHCP-less boot media (config drive or NoCloud ISO)", runRender},
 	}
 }

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+// applyArgs are the flags of `metalsync apply`.
+type applyArgs struct {
+	dir           string
+	planFile      string
+	autoApprove   bool
+	refresh       bool
+	simulateAgent bool
+}
+
+func parseApply(args []string, env *Env) (applyArgs, int) {
+	fs := newFlags("apply", env)
+	a := applyArgs{dir: "."}
+	fs.BoolVar(&a.autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	fs.BoolVar(&a.refresh, "refresh", false, "read live power from every BMC before planning")
+	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "run in-band steps with the simulated deploy agent (always on for fake:// nodes)")
+	fs.StringVar(&a.dir, "dir", ".", "inventory repository of a saved plan")
+	fs.Usage = func() {
+		fmt.Fprintln(env.Err, "usage: metalsync apply [flags] [DIR|PLANFILE]\n\nPlans (or reads a plan saved with `metalsync plan -o`), shows it, asks for\nconfirmation, carries it out and writes status files into DIR/status.\nA saved plan is refused when the inventory or the status has moved.")
+		fs.PrintDefaults()
+	}
+	if code := parseFlags(fs, args); code >= 0 {
+		return a, code
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(env.Err, "metalsync apply: at most one directory or plan file")
+		return a, exitUsage
+	}
+	if fs.NArg() == 1 {
+		arg := fs.Arg(0)
+		if st, err := os.Stat(arg); err == nil && !st.IsDir() {
+			a.planFile = arg
+		} else {
+			a.dir = arg
+		}
+	}
+	return a, -1
+}
+
+func runApply(ctx context.Context, args []string, env *Env) int {
+	a, code := parseApply(args, env)
+	if code >= 0 {
+		return code
+	}
+	var saved *plan.Plan
+	if a.planFile != "" {
+		b, err := os.ReadFile(a.planFile)
+		if err != nil {
+			fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
+			return exitError
+		}
+		p, err := plan.Unmarshal(b)
+		if err != nil {
+			fmt.Fprintf(env.Err, "metalsync apply: %s: %v\n", a.planFile, err)
+			return exitError
+		}
+		saved = &p
+		a.refresh = p.Refreshed
+	}
+	run, err := newPlanRun(ctx, env, a.dir, a.refresh, a.simulateAgent)
+	if err != nil {
+		fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
+		return exitError
+	}
+	p := run.plan
+	if saved != nil {
+		if err := apply.CheckFresh(*saved, p.InventoryCommit, p.InventoryDigest, p.ObservedDigest); err != nil {
+			fmt.Fprintf(env.Err, "metalsync apply: %s: %v\n", a.planFile, err)
+			return exitError
+		}
+		p = *saved
+	}
+	writeTextPlan(env.Out, p)
+	if !p.HasChanges() {
+		if p.Summarize().Errors > 0 {
+			return exitError
+		}
+		fmt.Fprintln(env.Out, "\nNothing to do.")
+		return exitOK
+	}
+	if !a.autoApprove && !confirm(env) {
+		fmt.Fprintln(env.Err, "metalsync apply: not applied")
+		return exitError
+	}
+	site := schema.SiteSpec{}
+	if run.inv.Site != nil {
+		site = run.inv.Site.Spec
+	}
+	site = site.Defaults()
+	statusDir := site.Status.Directory
+	if statusDir == "" {
+		statusDir = schema.DefaultStatusDir
+	}
+	ex := run.ex
+	ex.Sink = apply.DirSink{Dir: filepath.Join(a.dir, statusDir)}
+	ex.Observer = &progressView{w: env.Err, start: time.Now()}
+	ex.Clock = apply.RealClock{}
+	rep := ex.Apply(ctx, run.inv, p, run.observed)
+	writeSummary(env.Out, rep)
+	if ctx.Err() != nil {
+		fmt.Fprintln(env.Err, "metalsync apply: interrupted; status records the progress, run apply again to resume")
+		return exitError
+	}
+	if !rep.OK() {
+		return exitError
+	}
+	return exitOK
+}
+
+// confirm asks on stderr and reads the answer from stdin.
+func confirm(env *Env) bool {
+	fmt.Fprint(env.Err, "\nApply these changes to the machines? Only 'yes' is accepted: ")
+	line, err := bufio.NewReader(env.In).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return false
+	}
+	return strings.TrimSpace(line) == "yes"
+}
+
+// progressView prints one line per finished, failed or retried step, and
+// per node result, on stderr.
+type progressView struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+}
+
+func (v *progressView) Event(e apply.Event) {
+	var line string
+	switch e.Kind {
+	case apply.StepFinished:
+		line = fmt.Sprintf("%s: %s %d/%d %s: done", e.Node, e.Op, e.Step+1, e.Steps, e.StepName)
+	case apply.StepRetry:
+		line = fmt.Sprintf("%s: %s %d/%d %s: retrying after: %s", e.Node, e.Op, e.Step+1, e.Steps, e.StepName, apply.Sanitize(e.Err))
+	case apply.StepFailed:
+		line = fmt.Sprintf("%s: %s %d/%d %s: FAILED: %s", e.Node, e.Op, e.Step+1, e.Steps, e.StepName, apply.Sanitize(e.Err))
+	case apply.FaultSet:
+		line = fmt.Sprintf("%s: automatic fault: %s", e.Node, apply.Sanitize(e.Err))
+	case apply.FaultCleared:
+		line = fmt.Sprintf("%s: fault cleared, the BMC answers again", e.Node)
+	case apply.NodeFinished:
+		line = fmt.Sprintf("%s: %s", e.Node, e.Result.Outcome)
+	case apply.NodeStarted, apply.StepStarted, apply.StatusWritten:
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	fmt.Fprintf(v.w, "[%6.1fs] %s\n", time.Since(v.start).Seconds(), line)
+}
+
+// writeSummary prints the result table.
+func writeSummary(w io.Writer, rep apply.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nNODE\tFROM -> TO\tREACHED\tRESULT\tDURATION")
+	counts := map[apply.Outcome]int{}
+	for _, n := range rep.Nodes {
+		counts[n.Outcome]++
+		result := n.Outcome.String()
+		if n.Err != nil && n.Outcome != apply.Done {
+			result += ": " + apply.Sanitize(n.Err)
+		}
+		fmt.Fprintf(tw, "%s\t%s -> %s\t%s\t%s\t%s\n", n.Node, orDash(n.From), orDash(n.To), orDash(n.Reached), result, n.Duration.Round(time.Millisecond))
+	}
+	tw.Flush()
+	var parts []string
+	for _, o := range []apply.Outcome{apply.Done, apply.Healthy, apply.RetryLater, apply.Failed, apply.Faulted, apply.StillFaulted, apply.Canceled, apply.Busy, apply.PlanError} {
+		if counts[o] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
+		}
+	}
+	fmt.Fprintf(w, "\nApply: %s.\n", strings.Join(parts, ", "))
+}

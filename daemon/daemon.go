@@ -1,0 +1,388 @@
+// Package daemon is metalsync's long-running reconciler: it follows the
+// inventory (a Git branch, or a local directory), acts on every valid
+// revision through the executor, and writes observed status back.
+//
+// Data flows one way: source → inventory → plan → executor → status sink.
+// Git is the source of truth for desired and observed state: on start the
+// daemon reads status from the first valid revision and resumes from it;
+// afterwards the status it writes itself is authoritative in memory, and
+// the daemon's own status commits arriving from the remote do not trigger
+// a re-plan.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"metalsync.dev/metalsync/reconcile"
+	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+// Source delivers inventory revisions: a Git commit, or a snapshot of a
+// local directory. Run calls onRevision with the newest revision whenever
+// it changes (and once at start), fetching at once when trigger fires.
+type Source interface {
+	Run(ctx context.Context, trigger <-chan struct{}, onRevision func(ctx context.Context, rev string, fsys fs.FS)) error
+}
+
+// Executor runs plans; *apply.Executor is the implementation.
+type Executor interface {
+	Apply(ctx context.Context, inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) apply.Report
+	Refresh(ctx context.Context, inv *schema.Inventory, observed reconcile.Observed) (reconcile.Observed, []error)
+	Capabilities() reconcile.Capabilities
+}
+
+// InvalidReporter records that a revision was refused, for example in the
+// status the daemon commits; nil diagnostics clear the report.
+type InvalidReporter interface {
+	ReportInvalid(rev string, diags schema.Diagnostics)
+}
+
+// Config wires a Daemon.
+type Config struct {
+	Source   Source
+	Executor Executor
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	// Invalid, when set, is told about refused revisions.
+	Invalid InvalidReporter
+	// Trigger, when set, fetches at once (the webhook fires it).
+	Trigger <-chan struct{}
+	// ResyncInterval re-reads live power state and re-plans; 0 uses the
+	// site's sync.powerInterval (default 5m).
+	ResyncInterval time.Duration
+	// Grace bounds how long running steps may take to reach a safe point
+	// after shutdown begins.
+	Grace time.Duration
+	// RetryDelay is the pause before re-planning nodes that asked to be
+	// retried later.
+	RetryDelay time.Duration
+	Now        func() time.Time
+}
+
+// Daemon is one reconciler. Create it with New and start it with Run.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+
+	wake chan struct{} // buffered 1: re-plan now
+
+	mu       sync.Mutex
+	good     *revision            // last valid revision; guarded by mu
+	observed reconcile.Observed   // authoritative observed state; guarded by mu
+	invalid  string               // newest refused revision, "" when the newest is good; guarded by mu
+	passes   int                  // passes run; guarded by mu
+	onPass   []func(apply.Report) // test hooks; guarded by mu
+}
+
+type revision struct {
+	rev string
+	inv *schema.Inventory
+}
+
+// New checks cfg and returns a Daemon.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Source == nil || cfg.Executor == nil {
+		return nil, fmt.Errorf("daemon: source and executor are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 15 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Daemon{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}, nil
+}
+
+// Ready returns nil once a valid revision has been loaded.
+func (d *Daemon) Ready() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.good == nil {
+		if d.invalid != "" {
+			return fmt.Errorf("revision %s is invalid and no valid revision was seen yet", short(d.invalid))
+		}
+		return fmt.Errorf("no inventory revision loaded yet")
+	}
+	return nil
+}
+
+// Observed returns a copy of the observed state.
+func (d *Daemon) Observed() reconcile.Observed {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.observed.Clone()
+}
+
+// Revision returns the last valid revision and its inventory.
+func (d *Daemon) Revision() (string, *schema.Inventory) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.good == nil {
+		return "", nil
+	}
+	return d.good.rev, d.good.inv
+}
+
+// OnPass registers fn to be called after every pass (for the demo's
+// progress view and tests).
+func (d *Daemon) OnPass(fn func(apply.Report)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onPass = append(d.onPass, fn)
+}
+
+// Sink wraps the status sink the executor writes through, so that the
+// daemon's observed state follows every write.
+func (d *Daemon) Sink(next apply.StatusSink) apply.StatusSink {
+	return &observingSink{d: d, next: next}
+}
+
+type observingSink struct {
+	d    *Daemon
+	next apply.StatusSink
+}
+
+func (s *observingSink) WriteStatus(node string, st schema.NodeStatusBody) error {
+	s.d.mu.Lock()
+	if s.d.observed == nil {
+		s.d.observed = reconcile.Observed{}
+	}
+	s.d.observed[node] = st
+	s.d.mu.Unlock()
+	return s.next.WriteStatus(node, st)
+}
+
+func (s *observingSink) ForgetStatus(node string) error {
+	s.d.mu.Lock()
+	delete(s.d.observed, node)
+	s.d.mu.Unlock()
+	return s.next.ForgetStatus(node)
+}
+
+func (d *Daemon) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onRevision loads a revision; only a wholly valid one replaces the last
+// good one, so an invalid commit changes no hardware.
+func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
+	start := time.Now()
+	inv, diags := schema.Load(fsys)
+	m := d.cfg.Metrics
+	if diags.HasErrors() {
+		m.InvalidCommits.Inc()
+		m.InventoryErrors.Set(float64(countErrors(diags)))
+		d.mu.Lock()
+		d.invalid = rev
+		d.mu.Unlock()
+		d.log.Warn("inventory revision is invalid; still reconciling the last valid one", "revision", short(rev), "errors", countErrors(diags))
+		for _, dg := range diags {
+			d.log.Warn("invalid inventory", "revision", short(rev), "diagnostic", dg.String())
+		}
+		if d.cfg.Invalid != nil {
+			d.cfg.Invalid.ReportInvalid(rev, diags)
+		}
+		return
+	}
+	m.InventoryErrors.Set(0)
+	d.mu.Lock()
+	first := d.good == nil
+	d.good = &revision{rev: rev, inv: inv}
+	d.invalid = ""
+	if first {
+		// Git is the truth at start: resume from the committed status.
+		d.observed = reconcile.ObservedFromStatus(inv.Status)
+	}
+	d.mu.Unlock()
+	if d.cfg.Invalid != nil {
+		d.cfg.Invalid.ReportInvalid(rev, nil)
+	}
+	m.LastGoodCommit.Reset()
+	m.LastGoodCommit.WithLabelValues(rev).SetToCurrentTime()
+	d.log.Info("inventory revision loaded", "revision", short(rev), "nodes", len(inv.Nodes), "took", time.Since(start).Round(time.Millisecond))
+	d.kick()
+}
+
+// Run follows the source and reconciles until ctx ends, then lets running
+// steps reach a safe point (bounded by Grace) and returns.
+func (d *Daemon) Run(ctx context.Context) error {
+	srcErr := make(chan error, 1)
+	go func() {
+		srcErr <- d.cfg.Source.Run(ctx, d.cfg.Trigger, d.onRevision)
+	}()
+
+	// Passes outlive ctx by at most Grace so that a step in flight can
+	// finish and its status be written.
+	passCtx, cancelPasses := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPasses()
+	var passes sync.WaitGroup
+	var running sync.Mutex // one planning pass at a time; the executor skips busy nodes anyway
+	resync := time.NewTimer(d.resyncInterval())
+	defer resync.Stop()
+
+	for {
+		refresh := false
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping: no new work; waiting for running steps", "grace", d.cfg.Grace)
+			done := make(chan struct{})
+			go func() { passes.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(d.cfg.Grace):
+				d.log.Warn("grace period over; cancelling running steps (they resume from status on restart)")
+				cancelPasses()
+				<-done
+			}
+			if err := <-srcErr; err != nil && ctx.Err() == nil {
+				return err
+			}
+			return nil
+		case err := <-srcErr:
+			if ctx.Err() != nil {
+				srcErr <- err
+				continue
+			}
+			return fmt.Errorf("inventory source: %w", err)
+		case <-d.wake:
+		case <-resync.C:
+			refresh = true
+			resync.Reset(d.resyncInterval())
+		}
+		d.mu.Lock()
+		good := d.good
+		obs := d.observed.Clone()
+		d.mu.Unlock()
+		if good == nil {
+			continue
+		}
+		if refresh {
+			live, errs := d.cfg.Executor.Refresh(ctx, good.inv, obs)
+			for _, err := range errs {
+				d.log.Warn("power refresh", "err", err)
+			}
+			obs = live
+		}
+		p := reconcile.Plan(good.inv, obs, d.cfg.Executor.Capabilities(), d.cfg.Now())
+		p.InventoryCommit = good.rev
+		if !actionable(p) {
+			d.updateGauges()
+			continue
+		}
+		passes.Add(1)
+		go func() {
+			defer passes.Done()
+			running.Lock()
+			defer running.Unlock()
+			start := time.Now()
+			rep := d.cfg.Executor.Apply(passCtx, good.inv, p, obs)
+			d.cfg.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
+			d.updateGauges()
+			d.mu.Lock()
+			d.passes++
+			hooks := append([]func(apply.Report){}, d.onPass...)
+			d.mu.Unlock()
+			for _, h := range hooks {
+				h(rep)
+			}
+			progressed, later := false, false
+			for _, r := range rep.Nodes {
+				switch r.Outcome {
+				case apply.Done, apply.Healthy:
+					progressed = true
+				case apply.RetryLater, apply.StillFaulted, apply.Busy:
+					later = true
+				}
+			}
+			if progressed {
+				d.kick()
+			}
+			if later && !progressed {
+				time.AfterFunc(d.cfg.RetryDelay, d.kick)
+			}
+		}()
+	}
+}
+
+func (d *Daemon) resyncInterval() time.Duration {
+	if d.cfg.ResyncInterval > 0 {
+		return d.cfg.ResyncInterval
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.good != nil && d.good.inv.Site.Spec.Sync != nil {
+		if iv, err := time.ParseDuration(d.good.inv.Site.Spec.Sync.PowerInterval); err == nil && iv > 0 {
+			return iv
+		}
+	}
+	return 5 * time.Minute
+}
+
+// updateGauges recomputes the per-state gauges from the observed state.
+func (d *Daemon) updateGauges() {
+	d.mu.Lock()
+	counts := map[string]int{}
+	faults := 0
+	for _, st := range d.observed {
+		s := st.ProvisionState
+		if s == "" {
+			s = "enroll"
+		}
+		counts[s]++
+		if st.Fault != nil {
+			faults++
+		}
+	}
+	d.mu.Unlock()
+	d.cfg.Metrics.NodesByState.Reset()
+	for s, n := range counts {
+		d.cfg.Metrics.NodesByState.WithLabelValues(s).Set(float64(n))
+	}
+	d.cfg.Metrics.Faults.Set(float64(faults))
+}
+
+// actionable reports whether running p would do anything.
+func actionable(p plan.Plan) bool {
+	for _, n := range p.Nodes {
+		if n.Error == "" && (len(n.Operations) > 0 || n.Probe) {
+			return true
+		}
+	}
+	return false
+}
+
+func countErrors(ds schema.Diagnostics) int {
+	n := 0
+	for _, d := range ds {
+		if d.Severity == schema.SevError {
+			n++
+		}
+	}
+	return n
+}
+
+func short(rev string) string {
+	if len(rev) > 12 {
+		return rev[:12]
+	}
+	return rev
+}

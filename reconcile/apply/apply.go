@@ -1,0 +1,352 @@
+// Package apply carries out plans: it is the only code that calls BMC
+// drivers. An Executor runs each node's operations one at a time, many
+// nodes at once within a global limit and a per-BMC limit, with per-step
+// timeouts, retries with jittered backoff, re-observation after each act,
+// automatic faults for nodes that keep failing, and status written as it
+// goes so that a killed process resumes without repeating a destructive
+// step. An Executor is meant to live as long as the process: the daemon
+// calls Apply once per pass.
+package apply
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"metalsync.dev/metalsync/credentials"
+	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/reconcile"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+// CredentialSource resolves a node's credentialsRef.
+type CredentialSource interface {
+	Resolve(ref schema.CredentialsRef) (credentials.Credentials, error)
+}
+
+// Executor runs plans. Set the exported fields before the first Apply and
+// do not change them afterwards.
+type Executor struct {
+	Registry    drivers.Registry
+	Credentials CredentialSource
+	// AgentFor returns the deploy agent serving nodes of a driver, or nil.
+	AgentFor func(driver string) Agent
+	// Media publishes per-node boot media for nodes without DHCP; nil
+	// skips publishing.
+	Media Media
+	// AgentImageURL is the generic agent boot image, inserted when a node
+	// needs no per-node media (or Media is nil); "" inserts nothing.
+	AgentImageURL string
+	Sink          StatusSink
+	Observer      Observer
+	Clock         Clock
+	Backoff       Backoff
+	// Concurrency, PerBMC and FaultThreshold override the site settings
+	// when positive.
+	Concurrency, PerBMC, FaultThreshold int
+
+	mu       sync.Mutex
+	busy     map[string]bool          // nodes being worked on; guarded by mu
+	failures map[string]int           // consecutive health failures per node; guarded by mu
+	slots    map[string]chan struct{} // per BMC host call slots; guarded by mu
+}
+
+// Outcome is how a node's work ended in one pass.
+type Outcome int
+
+// Outcomes.
+const (
+	Done         Outcome = iota + 1 // every operation finished
+	Failed                          // a step failed for good; the node is in a failed state
+	RetryLater                      // transient failure; the operation resumes next pass
+	Faulted                         // the node failed repeatedly and is quarantined
+	Canceled                        // the run was cancelled; it resumes from status
+	Busy                            // another pass is working on the node
+	PlanError                       // the plan refused the node; nothing ran
+	Healthy                         // a faulted node answered again; fault cleared
+	StillFaulted                    // a faulted node still does not answer
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Done:
+		return "done"
+	case Failed:
+		return "failed"
+	case RetryLater:
+		return "retry later"
+	case Faulted:
+		return "fault"
+	case Canceled:
+		return "canceled"
+	case Busy:
+		return "busy"
+	case PlanError:
+		return "plan error"
+	case Healthy:
+		return "fault cleared"
+	case StillFaulted:
+		return "still faulted"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// NodeResult is the result of one node.
+type NodeResult struct {
+	Node     string
+	From, To string // planned provision states
+	Reached  string // provision state at the end
+	Outcome  Outcome
+	Duration time.Duration
+	Err      error
+}
+
+// Report is the result of one Apply.
+type Report struct {
+	Nodes []NodeResult // sorted by node name
+}
+
+// OK reports whether every node finished without error.
+func (r Report) OK() bool {
+	for _, n := range r.Nodes {
+		if n.Outcome != Done && n.Outcome != Healthy {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrStale marks a saved plan whose inputs have moved.
+var ErrStale = errors.New("plan is stale")
+
+// CheckFresh refuses a saved plan when the inventory or the observed
+// state it was made from has changed.
+func CheckFresh(saved plan.Plan, inventoryCommit, inventoryDigest, observedDigest string) error {
+	var moved []string
+	if saved.InventoryCommit != inventoryCommit {
+		moved = append(moved, fmt.Sprintf("inventory commit %q is now %q", saved.InventoryCommit, inventoryCommit))
+	}
+	if saved.InventoryDigest != inventoryDigest {
+		moved = append(moved, "the inventory changed")
+	}
+	if saved.ObservedDigest != observedDigest {
+		moved = append(moved, "the observed state (status) changed")
+	}
+	if len(moved) > 0 {
+		return fmt.Errorf("%w: %s; plan again", ErrStale, strings.Join(moved, ", "))
+	}
+	return nil
+}
+
+// Capabilities returns what the planner needs to know about this
+// executor: the registry's static capabilities and which drivers have an
+// agent.
+func (e *Executor) Capabilities() reconcile.Capabilities {
+	return reconcile.Capabilities{Drivers: e.Registry, Agent: func(driver string) bool {
+		return e.AgentFor != nil && e.AgentFor(driver) != nil
+	}}
+}
+
+func (e *Executor) clock() Clock {
+	if e.Clock == nil {
+		return RealClock{}
+	}
+	return e.Clock
+}
+
+func (e *Executor) backoff() Backoff {
+	if e.Backoff.Attempts <= 0 {
+		return DefaultBackoff
+	}
+	return e.Backoff
+}
+
+func (e *Executor) emit(ev Event) {
+	if e.Observer == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = e.clock().Now()
+	}
+	e.Observer.Event(ev)
+}
+
+// limits are the effective limits of one pass.
+type limits struct {
+	workers, perBMC, threshold int
+	dhcp                       bool
+}
+
+func (e *Executor) limits(inv *schema.Inventory) limits {
+	site := schema.SiteSpec{}
+	if inv.Site != nil {
+		site = inv.Site.Spec
+	}
+	site = site.Defaults()
+	l := limits{workers: site.Concurrency.Global, perBMC: site.Concurrency.PerBMC, threshold: site.Faults.Threshold, dhcp: site.DHCP}
+	if e.Concurrency > 0 {
+		l.workers = e.Concurrency
+	}
+	if e.PerBMC > 0 {
+		l.perBMC = e.PerBMC
+	}
+	if e.FaultThreshold > 0 {
+		l.threshold = e.FaultThreshold
+	}
+	return l
+}
+
+// claim marks node busy; false when another pass holds it.
+func (e *Executor) claim(node string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.busy == nil {
+		e.busy = map[string]bool{}
+	}
+	if e.busy[node] {
+		return false
+	}
+	e.busy[node] = true
+	return true
+}
+
+func (e *Executor) release(node string) {
+	e.mu.Lock()
+	delete(e.busy, node)
+	e.mu.Unlock()
+}
+
+// slot returns the call-slot channel of a BMC host.
+func (e *Executor) slot(host string, size int) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.slots == nil {
+		e.slots = map[string]chan struct{}{}
+	}
+	c, ok := e.slots[host]
+	if !ok {
+		c = make(chan struct{}, size)
+		e.slots[host] = c
+	}
+	return c
+}
+
+// Apply runs the plan. observed is the state the plan was made against;
+// each node's status starts from it and is written through Sink as the
+// work goes. Apply returns when every node is done or ctx ends; a
+// cancelled run leaves status from which the next plan resumes.
+func (e *Executor) Apply(ctx context.Context, inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) Report {
+	lim := e.limits(inv)
+	byName := make(map[string]*schema.Node, len(inv.Nodes))
+	for _, n := range inv.Nodes {
+		byName[n.Name()] = n
+	}
+	var results []NodeResult
+	var jobs []*session
+	for _, np := range p.Nodes {
+		switch {
+		case np.Error != "":
+			results = append(results, NodeResult{Node: np.Node, From: np.From, To: np.To, Reached: np.From, Outcome: PlanError, Err: errors.New(np.Error)})
+			continue
+		case len(np.Operations) == 0 && !np.Probe:
+			continue
+		}
+		jobs = append(jobs, e.newSession(byName[np.Node], np, observed[np.Node], p.InventoryCommit, lim))
+	}
+	// Interleave nodes across BMCs, so that consecutive jobs land on
+	// different BMCs and workers do not queue on one BMC's slots while
+	// other BMCs sit idle (blade chassis put several nodes behind one).
+	perHost := map[string]int{}
+	rank := make(map[*session]int, len(jobs))
+	for _, j := range jobs {
+		rank[j] = perHost[j.host]
+		perHost[j.host]++
+	}
+	slices.SortStableFunc(jobs, func(a, b *session) int { return cmp.Compare(rank[a], rank[b]) })
+	out := make([]NodeResult, len(jobs))
+	if e.Sink == nil {
+		// Without a sink progress cannot be recorded, and a destructive
+		// step could be repeated after a restart: do nothing.
+		for i, j := range jobs {
+			out[i] = NodeResult{Node: j.name, From: j.np.From, To: j.np.To, Reached: j.np.From, Outcome: Failed, Err: errors.New("no status sink configured")}
+		}
+		jobs = nil
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(lim.workers, len(jobs)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = jobs[i].run(ctx)
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	results = append(results, out...)
+	slices.SortFunc(results, func(a, b NodeResult) int {
+		switch {
+		case a.Node < b.Node:
+			return -1
+		case a.Node > b.Node:
+			return 1
+		}
+		return 0
+	})
+	return Report{Nodes: results}
+}
+
+// Refresh reads every node's power (read-only) and returns the observed
+// state with the live values; nodes whose BMC does not answer keep their
+// recorded power, and their errors are returned.
+func (e *Executor) Refresh(ctx context.Context, inv *schema.Inventory, observed reconcile.Observed) (reconcile.Observed, []error) {
+	lim := e.limits(inv)
+	out := observed.Clone()
+	if out == nil {
+		out = reconcile.Observed{}
+	}
+	type res struct {
+		node  string
+		power drivers.PowerState
+		err   error
+	}
+	results := make([]res, len(inv.Nodes))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(lim.workers, len(inv.Nodes)) {
+		wg.Go(func() {
+			for i := range next {
+				n := inv.Nodes[i]
+				s := e.newSession(n, plan.NodePlan{Node: n.Name()}, observed[n.Name()], "", lim)
+				p, err := s.readPower(ctx)
+				s.close()
+				results[i] = res{node: n.Name(), power: p, err: err}
+			}
+		})
+	}
+	for i := range inv.Nodes {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var errs []error
+	for _, r := range results {
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", r.node, r.err))
+			continue
+		}
+		st := out[r.node]
+		st.Power = string(r.power)
+		out[r.node] = st
+	}
+	return out, errs
+}

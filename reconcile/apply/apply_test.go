@@ -1,0 +1,446 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"metalsync.dev/metalsync/credentials"
+	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/drivers/fake"
+	"metalsync.dev/metalsync/reconcile"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+func TestLifecycleToActive(t *testing.T) {
+	r := newRig(t)
+	tmpl := &schema.DeployTemplate{Metadata: schema.Meta{Name: "perf"}, Spec: schema.DeployTemplateSpec{Steps: []schema.Step{
+		{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: map[string]any{"settings": map[string]any{"SriovEnable": "Enabled"}}},
+		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: map[string]any{"volumes": []any{map[string]any{"name": "os", "raid_level": "RAID1"}}}},
+	}}}
+	inv := &schema.Inventory{Templates: []*schema.DeployTemplate{tmpl}, Nodes: []*schema.Node{
+		fakeNode("a", "active", func(s *schema.NodeSpec) { s.Provision.DeployTemplates = []string{"perf"} }),
+		fakeNode("b", "available", nil),
+		fakeNode("c", "manageable", func(s *schema.NodeSpec) { s.Power = "on" }),
+	}}
+	_, rep := r.pass(t.Context(), inv)
+	want := map[string]string{"a": "done", "b": "done", "c": "done"}
+	if diff := cmp.Diff(want, outcomes(rep)); diff != "" {
+		t.Fatalf("outcomes (-want +got):\n%s", diff)
+	}
+	st := r.sink.Snapshot()
+	got := map[string]string{}
+	for n, s := range st {
+		got[n] = s.ProvisionState + "/" + s.Power
+	}
+	if diff := cmp.Diff(map[string]string{"a": "active/on", "b": "available/off", "c": "manageable/on"}, got); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	a := st["a"]
+	if a.Deployed == nil || !a.Deployed.Simulated || a.Deployed.Image != testImage.URL || len(a.Deployed.Steps) == 0 {
+		t.Errorf("deployed = %+v, want the image, simulated, with steps", a.Deployed)
+	}
+	if a.Inspect == nil || a.Inspect.Inventory == nil || a.Operation != nil || a.Target != "" {
+		t.Errorf("status a = %+v", a)
+	}
+	sys := r.fleet.System("a")
+	override, from := sys.Boot()
+	if override.Device != drivers.BootDisk || !override.Persistent || from != drivers.BootDisk {
+		t.Errorf("boot = %+v, booted from %s; want persistent disk", override, from)
+	}
+	if m := sys.Media(drivers.MediaCD); m.Inserted {
+		t.Errorf("media still inserted: %+v", m)
+	}
+	ops := sys.Counts().Ops
+	if ops["apply-bios"] != 1 || ops["create-volume"] != 1 {
+		t.Errorf("ops = %v, want one BIOS apply and one volume", ops)
+	}
+	if diff := cmp.Diff([]string{"deploy.erase_devices_metadata", "deploy.write_image"}, r.agent.Ran("a")); diff != "" {
+		t.Errorf("agent steps (-want +got):\n%s", diff)
+	}
+	// A second pass has nothing to do.
+	if p, _ := r.pass(t.Context(), inv); p.HasChanges() {
+		t.Errorf("second plan has changes: %s", p.Summarize().Line())
+	}
+}
+
+func TestFaultSetAndCleared(t *testing.T) {
+	// While faulted, each pass probes power. An unreachable BMC stays
+	// faulted; one that answers but ignores power changes is healthy by
+	// that measure (as in Ironic), so its fault clears at once and comes
+	// back if the power change keeps failing.
+	tests := []struct {
+		name        string
+		faults      fake.Faults
+		reason      string
+		whileFaulty Outcome
+		afterRepair Outcome
+	}{
+		{"unreachable", fake.Faults{Unreachable: true}, "power failure: BMC unreachable", StillFaulted, Healthy},
+		{"power ignored", fake.Faults{IgnorePower: true}, "power failure: power change not taking effect", Healthy, Done},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", func(s *schema.NodeSpec) { s.Power = "on" })}}
+			// Enrol first so that the power step is what fails.
+			r.fleet.Add("n")
+			r.sink.WriteStatus("n", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
+			r.fleet.System("n").SetFaults(tt.faults)
+			_, rep := r.pass(t.Context(), inv)
+			if rep.Nodes[0].Outcome != Faulted {
+				t.Fatalf("outcome = %v (%v), want fault", rep.Nodes[0].Outcome, rep.Nodes[0].Err)
+			}
+			st := r.sink.Snapshot()["n"]
+			if st.Fault == nil || st.Fault.Reason != tt.reason || st.Fault.Failures != 3 {
+				t.Fatalf("fault = %+v, want %q after 3 failures", st.Fault, tt.reason)
+			}
+			// Faulted: the plan shows it, does nothing, and probes.
+			p, rep := r.pass(t.Context(), inv)
+			if p.HasChanges() || !p.Nodes[0].Probe || rep.Nodes[0].Outcome != tt.whileFaulty {
+				t.Fatalf("plan while faulted: changes %v, probe %v, outcome %v, want %v", p.HasChanges(), p.Nodes[0].Probe, rep.Nodes[0].Outcome, tt.whileFaulty)
+			}
+			r.fleet.System("n").SetFaults(fake.Faults{})
+			_, rep = r.pass(t.Context(), inv)
+			if rep.Nodes[0].Outcome != tt.afterRepair || r.sink.Snapshot()["n"].Fault != nil {
+				t.Fatalf("after repair: outcome %v, fault %+v", rep.Nodes[0].Outcome, r.sink.Snapshot()["n"].Fault)
+			}
+			for range 2 { // the power change, if the repair pass was only a probe
+				if p, _ := r.pass(t.Context(), inv); !p.HasChanges() {
+					break
+				}
+			}
+			if p, _ := r.pass(t.Context(), inv); p.HasChanges() || r.fleet.System("n").PowerState() != drivers.PowerOn {
+				t.Fatalf("after repair: %s, power %s", p.Summarize().Line(), r.fleet.System("n").PowerState())
+			}
+			if r.rec.count(FaultSet) != 1 || r.rec.count(FaultCleared) != 1 {
+				t.Errorf("events: %d fault set, %d cleared", r.rec.count(FaultSet), r.rec.count(FaultCleared))
+			}
+		})
+	}
+}
+
+func TestStalledAndTransient(t *testing.T) {
+	r := newRig(t)
+	r.fleet.Add("locked").SetCredentials("admin", "other-password")
+	r.fleet.Add("flaky").SetFaults(fake.Faults{FailCalls: 2})
+	inv := &schema.Inventory{Nodes: []*schema.Node{
+		fakeNode("locked", "manageable", nil),
+		fakeNode("flaky", "manageable", nil),
+		fakeNode("nocreds", "manageable", func(s *schema.NodeSpec) { s.BMC.CredentialsRef.Env.Password = "UNSET_VAR" }),
+	}}
+	_, rep := r.pass(t.Context(), inv)
+	got := map[string]Outcome{}
+	for _, n := range rep.Nodes {
+		got[n.Node] = n.Outcome
+		if n.Err != nil && strings.Contains(n.Err.Error(), testPassword) {
+			t.Errorf("%s: error reveals the password: %v", n.Node, n.Err)
+		}
+	}
+	if diff := cmp.Diff(map[string]Outcome{"locked": Failed, "flaky": Done, "nocreds": Failed}, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	st := r.sink.Snapshot()
+	if s := st["locked"]; s.ProvisionState != "enroll" || !strings.Contains(s.LastError, "rejected the credentials") || s.Fault != nil {
+		t.Errorf("locked status = %+v, want enroll with a credentials error and no fault", s)
+	}
+	if s := st["nocreds"]; !strings.Contains(s.LastError, "UNSET_VAR not set") {
+		t.Errorf("nocreds lastError = %q", s.LastError)
+	}
+	if r.rec.count(StepRetry) != 2 {
+		t.Errorf("%d retries, want 2 (the flaky node's two 503s)", r.rec.count(StepRetry))
+	}
+}
+
+// fakeMedia records what it published.
+type fakeMedia struct {
+	mu          sync.Mutex
+	published   []string
+	unpublished []string
+}
+
+func (m *fakeMedia) Publish(ctx context.Context, n *schema.Node) (string, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.published = append(m.published, n.Name())
+	return "http://127.0.0.1:9/media/" + n.Name() + ".iso?token=s3cr3t", "sha256:" + strings.Repeat("d", 64), nil
+}
+
+func (m *fakeMedia) Unpublish(ctx context.Context, node string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unpublished = append(m.unpublished, node)
+	return nil
+}
+
+func TestMediaSeam(t *testing.T) {
+	r := newRig(t)
+	media := &fakeMedia{}
+	r.ex.Media = media
+	yes := true
+	inv := &schema.Inventory{Nodes: []*schema.Node{
+		fakeNode("static", "available", nil),
+		fakeNode("dhcp", "available", func(s *schema.NodeSpec) { s.Network = &schema.Network{DHCP: &yes} }),
+	}}
+	r.sink.WriteStatus("static", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
+	r.sink.WriteStatus("dhcp", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
+	_, rep := r.pass(t.Context(), inv)
+	if !rep.OK() {
+		t.Fatalf("outcomes: %v", outcomes(rep))
+	}
+	if diff := cmp.Diff([]string{"static"}, media.published); diff != "" {
+		t.Errorf("published (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"static"}, media.unpublished); diff != "" {
+		t.Errorf("unpublished (-want +got):\n%s", diff)
+	}
+	st := r.sink.Snapshot()
+	if m := st["static"].Media; m == nil || m.SHA256 != "sha256:"+strings.Repeat("d", 64) {
+		t.Errorf("static media = %+v", m)
+	}
+	if st["dhcp"].Media != nil {
+		t.Errorf("dhcp node got per-node media: %+v", st["dhcp"].Media)
+	}
+}
+
+func TestPerBMCLimit(t *testing.T) {
+	r := newRig(t)
+	var nodes []*schema.Node
+	for i := range 8 {
+		name := fmt.Sprintf("blade%d", i)
+		addr := fmt.Sprintf("fake://chassis%d/%s", i%2, name)
+		r.fleet.Add(fmt.Sprintf("chassis%d/%s", i%2, name)).SetLatency(2*time.Millisecond, 5*time.Millisecond)
+		nodes = append(nodes, fakeNode(name, "manageable", func(s *schema.NodeSpec) { s.BMC.Address = addr; s.Power = "on" }))
+	}
+	inv := &schema.Inventory{Nodes: nodes, Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: 8, PerBMC: 2}}}}
+	_, rep := r.pass(t.Context(), inv)
+	if !rep.OK() {
+		t.Fatalf("outcomes: %v", outcomes(rep))
+	}
+	for host, peak := range r.fleet.PeakPerHost() {
+		if peak > 2 {
+			t.Errorf("BMC %s saw %d concurrent calls, limit 2", host, peak)
+		}
+	}
+}
+
+// TestFleetCancelResume runs 50 nodes from nothing to their desired state
+// through runs cancelled at random points, each resumed from the status
+// the previous one wrote, with faults injected on a few nodes. No
+// destructive step may run twice on a node.
+func TestFleetCancelResume(t *testing.T) {
+	r := newRig(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var nodes []*schema.Node
+	for _, name := range names("n", 50) {
+		r.fleet.Add(name).SetLatency(time.Duration(rng.IntN(300))*time.Microsecond, time.Duration(rng.IntN(500))*time.Microsecond)
+		nodes = append(nodes, fakeNode(name, "active", func(s *schema.NodeSpec) { s.Provision.DeployTemplates = []string{"raid1"} }))
+	}
+	nodes[10].Spec.Retired = &schema.Reason{Reason: "EOL"}
+	nodes[10].Spec.Provision = schema.Provision{State: "manageable"}
+	nodes[20].Spec.Quarantine = &schema.Reason{Reason: "DIMM errors"}
+	faulty := []string{"n030", "n031", "n032"}
+	for _, n := range faulty {
+		r.fleet.System(n).SetFaults(fake.Faults{Unreachable: true})
+	}
+	raid1 := &schema.DeployTemplate{Metadata: schema.Meta{Name: "raid1"}, Spec: schema.DeployTemplateSpec{Steps: []schema.Step{
+		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: map[string]any{"volumes": []any{map[string]any{"name": "os", "raid_level": "RAID1"}}}},
+	}}}
+	inv := &schema.Inventory{Nodes: nodes, Templates: []*schema.DeployTemplate{raid1},
+		Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: 16}}}}
+
+	converge := func(phase string) {
+		t.Helper()
+		for round := 0; ; round++ {
+			if round == 300 {
+				t.Fatalf("%s: no convergence after %d rounds", phase, round)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			r.rec.cancel, r.rec.cancelAt = cancel, r.rec.finished.Load()+1+rng.Int64N(60)
+			p, rep := r.pass(ctx, inv)
+			cancel()
+			cleared := false
+			for _, n := range rep.Nodes {
+				cleared = cleared || n.Outcome == Healthy
+			}
+			if !p.HasChanges() && !cleared {
+				return
+			}
+		}
+	}
+	converge("with faults")
+	st := r.sink.Snapshot()
+	for _, n := range faulty {
+		if f := st[n].Fault; f == nil || f.Reason != "power failure: BMC unreachable" {
+			t.Errorf("%s: fault = %+v, want BMC unreachable", n, f)
+		}
+	}
+	for _, n := range faulty {
+		r.fleet.System(n).SetFaults(fake.Faults{})
+	}
+	converge("after repair")
+
+	st = r.sink.Snapshot()
+	for _, n := range nodes {
+		name := n.Name()
+		s, ok := st[name]
+		switch {
+		case name == "n020":
+			if ok {
+				t.Errorf("quarantined node got status %+v", s)
+			}
+			if c := r.fleet.System(name).Counts().Calls; c != 0 {
+				t.Errorf("quarantined node saw %d BMC calls", c)
+			}
+			continue
+		case name == "n010":
+			if s.ProvisionState != "manageable" || s.Power != "off" {
+				t.Errorf("retired node: %s/%s, want manageable/off", s.ProvisionState, s.Power)
+			}
+			continue
+		}
+		if s.ProvisionState != "active" || s.Power != "on" || s.Fault != nil || s.Operation != nil {
+			t.Errorf("%s: %s/%s fault %+v op %+v", name, s.ProvisionState, s.Power, s.Fault, s.Operation)
+		}
+		if diff := cmp.Diff([]string{"deploy.erase_devices_metadata", "deploy.write_image"}, r.agent.Ran(name)); diff != "" {
+			t.Errorf("%s: destructive in-band steps repeated or missing (-want +got):\n%s", name, diff)
+		}
+		ops := r.fleet.System(name).Counts().Ops
+		if ops["create-volume"] != 1 || ops["delete-volume"] != 0 {
+			t.Errorf("%s: RAID calls %v, want exactly one volume created", name, ops)
+		}
+	}
+	if r.rec.count(FaultCleared) != len(faulty) {
+		t.Errorf("%d faults cleared, want %d", r.rec.count(FaultCleared), len(faulty))
+	}
+}
+
+func TestBusyNodeSkipped(t *testing.T) {
+	r := newRig(t)
+	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", nil)}}
+	if !r.ex.claim("n") {
+		t.Fatal("claim failed")
+	}
+	_, rep := r.pass(t.Context(), inv)
+	r.ex.release("n")
+	if rep.Nodes[0].Outcome != Busy {
+		t.Errorf("outcome = %v, want busy", rep.Nodes[0].Outcome)
+	}
+}
+
+func TestRefreshReadOnly(t *testing.T) {
+	r := newRig(t)
+	r.fleet.Add("on").SetPowerState(drivers.PowerOn)
+	r.fleet.Add("down").SetFaults(fake.Faults{Unreachable: true})
+	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("on", "active", nil), fakeNode("down", "active", nil)}}
+	obs := reconcile.Observed{"down": {ProvisionState: "active", Power: "on"}}
+	got, errs := r.ex.Refresh(t.Context(), inv, obs)
+	if len(errs) != 1 || !errors.Is(errs[0], drivers.ErrUnreachable) {
+		t.Errorf("errs = %v, want one unreachable", errs)
+	}
+	want := reconcile.Observed{"on": {Power: "on"}, "down": {ProvisionState: "active", Power: "on"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("observed (-want +got):\n%s", diff)
+	}
+	for _, n := range []string{"on", "down"} {
+		if ops := r.fleet.System(n).Counts().Ops; len(ops) != 0 {
+			t.Errorf("%s: refresh changed something: %v", n, ops)
+		}
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	b := Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 5}
+	tests := []struct {
+		attempt int
+		rnd     float64
+		want    time.Duration
+	}{
+		{0, 0, 500 * time.Millisecond},
+		{0, 0.5, 750 * time.Millisecond},
+		{1, 0, time.Second},
+		{2, 0.5, 3 * time.Second},
+		{3, 1, 8 * time.Second},
+		{4, 0, 5 * time.Second}, // capped at 10s before jitter
+		{40, 1, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		got := b.Delay(tt.attempt, tt.rnd).Round(time.Microsecond)
+		if got != tt.want {
+			t.Errorf("Delay(%d, %v) = %v, want %v", tt.attempt, tt.rnd, got, tt.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want Class
+	}{
+		{fmt.Errorf("x: %w", drivers.ErrAuth), Stalled},
+		{drivers.Unsupported("ipmi", "media"), Stalled},
+		{fmt.Errorf("creds: %w", credentials.ErrMissing), Stalled},
+		{Stall(errors.New("no agent")), Stalled},
+		{fmt.Errorf("x: %w", drivers.ErrUnreachable), Transient},
+		{fake.ErrServiceUnavailable, Transient},
+		{context.DeadlineExceeded, Transient},
+		{fmt.Errorf("agent: %w", Wait(time.Minute, "writing image")), Waiting},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	if got := Sanitize(errors.New(`insert http://h/m.iso?token=abc: 500`)); got != "insert http://h/m.iso?[redacted] 500" {
+		t.Errorf("sanitize = %q", got)
+	}
+}
+
+func TestCheckFresh(t *testing.T) {
+	saved := plan.Plan{InventoryCommit: "c1", InventoryDigest: "i1", ObservedDigest: "o1"}
+	if err := CheckFresh(saved, "c1", "i1", "o1"); err != nil {
+		t.Errorf("fresh plan refused: %v", err)
+	}
+	for _, tc := range [][3]string{{"c2", "i1", "o1"}, {"c1", "i2", "o1"}, {"c1", "i1", "o2"}} {
+		if err := CheckFresh(saved, tc[0], tc[1], tc[2]); !errors.Is(err, ErrStale) {
+			t.Errorf("CheckFresh(%v) = %v, want ErrStale", tc, err)
+		}
+	}
+}
+
+func TestDirSink(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "status")
+	d := DirSink{Dir: dir}
+	st := schema.NodeStatusBody{ProvisionState: "active", Power: "on", Operation: &schema.Operation{Kind: "deploy", Step: 3, Steps: []string{"a", "b", "c", "d"}}}
+	if err := d.WriteStatus("n1", st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "n1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kind: NodeStatus", "name: n1", "provisionState: active", "step: 3"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("status file lacks %q:\n%s", want, b)
+		}
+	}
+	if err := d.ForgetStatus("n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ForgetStatus("n1"); err != nil {
+		t.Errorf("forgetting twice: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left files: %v", entries)
+	}
+}

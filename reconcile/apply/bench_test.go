@@ -1,0 +1,90 @@
+package apply
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"metalsync.dev/metalsync/reconcile"
+	"metalsync.dev/metalsync/schema"
+)
+
+// BenchmarkApply takes new nodes on fake BMCs to active (enroll, inspect,
+// clean, deploy: about 23 BMC calls and 5 power transitions each) with
+// realistic BMC latency, four systems per BMC, the site's limits of 64
+// concurrent nodes and 2 calls per BMC. It reports the makespan against
+// the lower bound those limits set, and the peak of concurrent calls any
+// BMC saw. 64 nodes by default; METALSYNC_BENCH_APPLY_NODES=1000 for the
+// full figure (about 1.5 minutes).
+func BenchmarkApply(b *testing.B) {
+	n := 64
+	if v := os.Getenv("METALSYNC_BENCH_APPLY_NODES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("METALSYNC_BENCH_APPLY_NODES=%q", v)
+		}
+	}
+	const (
+		callLatency  = 150 * time.Millisecond
+		powerDelay   = 300 * time.Millisecond
+		agentLatency = 150 * time.Millisecond
+		global       = 64
+		perBMC       = 2
+		perHost      = 4
+	)
+	for b.Loop() {
+		r := newRig(b)
+		r.agent.Latency = agentLatency
+		r.ex.Clock = RealClock{}
+		r.ex.Observer = nil
+		inv := &schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}}
+		hostOf := map[string]string{}
+		for i := range n {
+			name := fmt.Sprintf("node%04d", i)
+			host := fmt.Sprintf("bmc%04d", i/perHost)
+			hostOf[name] = host
+			r.fleet.Add(host+"/"+name).SetLatency(callLatency, powerDelay)
+			inv.Nodes = append(inv.Nodes, fakeNode(name, "active", func(s *schema.NodeSpec) { s.BMC.Address = "fake://" + host + "/" + name }))
+		}
+		p := reconcile.Plan(inv, nil, r.ex.Capabilities(), time.Now())
+		start := time.Now()
+		rep := r.ex.Apply(b.Context(), inv, p, nil)
+		makespan := time.Since(start)
+		if !rep.OK() {
+			b.Fatalf("apply failed: %v", outcomes(rep))
+		}
+
+		// The lower bound: every node's own serial time (BMC calls, power
+		// transitions, agent steps) spread over the global workers, and no
+		// BMC busier than its slots allow.
+		var total, longest time.Duration
+		hostBusy := map[string]time.Duration{}
+		for _, nd := range inv.Nodes {
+			c := r.fleet.System(hostOf[nd.Name()] + "/" + nd.Name()).Counts()
+			powers := c.Ops["power on"] + c.Ops["power off"] + c.Ops["reboot"]
+			bmc := time.Duration(c.Calls)*callLatency + time.Duration(powers)*powerDelay
+			own := bmc + time.Duration(len(r.agent.Ran(nd.Name())))*agentLatency
+			total += own
+			longest = max(longest, own)
+			hostBusy[hostOf[nd.Name()]] += bmc
+		}
+		bound := max(total/global, longest)
+		for _, busy := range hostBusy {
+			bound = max(bound, busy/perBMC)
+		}
+		peak := 0
+		for _, p := range r.fleet.PeakPerHost() {
+			peak = max(peak, p)
+		}
+		if peak > perBMC {
+			b.Fatalf("a BMC saw %d concurrent calls; the limit is %d", peak, perBMC)
+		}
+		b.ReportMetric(makespan.Seconds(), "makespan-s")
+		b.ReportMetric(bound.Seconds(), "bound-s")
+		b.ReportMetric(makespan.Seconds()/bound.Seconds(), "makespan/bound")
+		b.ReportMetric(float64(peak), "peak-calls/BMC")
+		b.ReportMetric(float64(n), "nodes")
+	}
+}

@@ -1,0 +1,156 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"metalsync.dev/metalsync/credentials"
+	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/drivers/fake"
+	"metalsync.dev/metalsync/reconcile"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+const testPassword = "fake-pass-Xy9"
+
+var testImage = &schema.Image{URL: "https://images.example/os.raw", Checksum: "sha256:" + strings.Repeat("c", 64), Format: "raw"}
+
+// fakeClock moves on only when slept on, so backoff costs no wall time.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	return nil
+}
+
+// recorder is an observer that keeps events and can cancel a run after a
+// given number of finished steps.
+type recorder struct {
+	mu       sync.Mutex
+	events   []Event
+	finished atomic.Int64
+	cancelAt int64
+	cancel   context.CancelFunc
+}
+
+func (r *recorder) Event(e Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	if e.Kind == StepFinished {
+		if n := r.finished.Add(1); r.cancel != nil && n == r.cancelAt {
+			r.cancel()
+		}
+	}
+}
+
+func (r *recorder) count(k EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// rig is an executor over a fake fleet with a simulated agent.
+type rig struct {
+	fleet *fake.Fleet
+	agent *SimulatedAgent
+	sink  *MemorySink
+	rec   *recorder
+	ex    *Executor
+}
+
+func newRig(t testing.TB) *rig {
+	f := fake.NewFleet()
+	f.AutoCreate = true
+	agent := &SimulatedAgent{}
+	sink := &MemorySink{}
+	rec := &recorder{}
+	env := map[string]string{"BMC_USER": "admin", "BMC_PASS": testPassword}
+	ex := &Executor{
+		Registry:    drivers.Registry{"fake": f.Entry()},
+		Credentials: credentials.Resolver{Getenv: func(k string) string { return env[k] }},
+		AgentFor: func(driver string) Agent {
+			if driver == "fake" {
+				return agent
+			}
+			return nil
+		},
+		AgentImageURL: "http://127.0.0.1:9/agent.iso",
+		Sink:          sink,
+		Observer:      rec,
+		Clock:         newClock(),
+		Backoff:       Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 4},
+	}
+	return &rig{fleet: f, agent: agent, sink: sink, rec: rec, ex: ex}
+}
+
+func fakeNode(name, state string, edit func(*schema.NodeSpec)) *schema.Node {
+	n := &schema.Node{APIVersion: schema.APIVersion, Kind: schema.KindNode, Metadata: schema.Meta{Name: name},
+		Spec: schema.NodeSpec{
+			BMC:       schema.BMC{Address: "fake://" + name, CredentialsRef: schema.CredentialsRef{Env: &schema.EnvCredentials{Username: "BMC_USER", Password: "BMC_PASS"}}},
+			Owner:     "infra",
+			Provision: schema.Provision{State: state},
+		}}
+	if state == "active" {
+		n.Spec.Provision.Image = testImage
+	}
+	if edit != nil {
+		edit(&n.Spec)
+	}
+	return n
+}
+
+// pass plans against the sink's status and applies the plan.
+func (r *rig) pass(ctx context.Context, inv *schema.Inventory) (plan.Plan, Report) {
+	obs := reconcile.Observed(r.sink.Snapshot())
+	p := reconcile.Plan(inv, obs, r.ex.Capabilities(), r.ex.clock().Now())
+	return p, r.ex.Apply(ctx, inv, p, obs)
+}
+
+func outcomes(rep Report) map[string]string {
+	m := map[string]string{}
+	for _, n := range rep.Nodes {
+		s := n.Outcome.String()
+		if n.Err != nil {
+			s += ": " + n.Err.Error()
+		}
+		m[n.Node] = s
+	}
+	return m
+}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return out
+}

@@ -1,0 +1,139 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"time"
+
+	"metalsync.dev/metalsync/credentials"
+	"metalsync.dev/metalsync/drivers"
+)
+
+// Class is the small outcome vocabulary every failure maps to.
+type Class int
+
+// Failure classes.
+const (
+	// Transient failures are retried with backoff: a 503, a timeout.
+	Transient Class = iota
+	// Waiting means the work is in progress: poll again after a while.
+	Waiting
+	// Stalled means a person must act: bad credentials, a missing
+	// capability, a missing agent. Retrying will not help.
+	Stalled
+)
+
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Waiting:
+		return "waiting"
+	case Stalled:
+		return "stalled"
+	}
+	return fmt.Sprintf("Class(%d)", int(c))
+}
+
+// WaitingError says the operation is under way; poll after After.
+type WaitingError struct {
+	After  time.Duration
+	Reason string
+}
+
+func (e *WaitingError) Error() string { return "waiting: " + e.Reason }
+
+// Wait returns a WaitingError.
+func Wait(after time.Duration, reason string) error {
+	return &WaitingError{After: after, Reason: reason}
+}
+
+// StalledError wraps a failure only a person can resolve.
+type StalledError struct{ Err error }
+
+func (e *StalledError) Error() string { return e.Err.Error() }
+func (e *StalledError) Unwrap() error { return e.Err }
+
+// Stall marks err as needing a person.
+func Stall(err error) error { return &StalledError{Err: err} }
+
+// ErrPowerNotApplied marks a power change the BMC accepted but that did
+// not take effect: the power read afterwards shows the old state.
+var ErrPowerNotApplied = errors.New("power change did not take effect")
+
+// ErrFault marks a node that failed often enough to be quarantined
+// automatically.
+var ErrFault = errors.New("automatic fault")
+
+// Classify maps an error to its class.
+func Classify(err error) Class {
+	var w *WaitingError
+	var s *StalledError
+	switch {
+	case errors.As(err, &w):
+		return Waiting
+	case errors.As(err, &s),
+		errors.Is(err, drivers.ErrAuth),
+		errors.Is(err, drivers.ErrUnsupported),
+		errors.Is(err, credentials.ErrMissing),
+		errors.Is(err, ErrFault):
+		return Stalled
+	}
+	return Transient
+}
+
+// unhealthy reports whether err says the BMC or the machine is in
+// trouble, as opposed to a bad request: these failures count towards an
+// automatic fault (Ironic's "power failure").
+func unhealthy(err error) (string, bool) {
+	switch {
+	case errors.Is(err, drivers.ErrUnreachable):
+		return "BMC unreachable", true
+	case errors.Is(err, ErrPowerNotApplied):
+		return "power change not taking effect", true
+	case errors.Is(err, context.DeadlineExceeded):
+		return "BMC not answering in time", true
+	}
+	return "", false
+}
+
+// Backoff is the retry policy: jittered, capped exponential backoff.
+type Backoff struct {
+	Base     time.Duration // first delay (before jitter)
+	Max      time.Duration // cap
+	Attempts int           // tries per step, the first included
+}
+
+// DefaultBackoff suits BMCs: 1s, 2s, 4s … capped at 30s, five tries.
+var DefaultBackoff = Backoff{Base: time.Second, Max: 30 * time.Second, Attempts: 5}
+
+// Delay returns the wait before retry number attempt (0 for the first
+// retry), with full jitter: a uniform pick in [d/2, d], where d doubles
+// each attempt up to Max. rnd is a uniform number in [0, 1).
+func (b Backoff) Delay(attempt int, rnd float64) time.Duration {
+	d := b.Base
+	for i := 0; i < attempt && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d/2 + time.Duration(rnd*float64(d/2))
+}
+
+func jitter() float64 { return rand.Float64() }
+
+// urlSecrets matches the query of a URL: media and agent URLs carry
+// tokens there.
+var urlSecrets = regexp.MustCompile(`(https?://[^\s?"']+)\?[^\s"']*`)
+
+// Sanitize renders an error for status files (which end up in Git), logs
+// and terminals: the queries of URLs, where media and agent URLs carry
+// their tokens, are redacted.
+func Sanitize(err error) string {
+	if err == nil {
+		return ""
+	}
+	return urlSecrets.ReplaceAllString(err.Error(), "$1?[redacted]")
+}

@@ -1,0 +1,506 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+// Capabilities is what the planner knows about what can be done, without
+// opening anything.
+type Capabilities struct {
+	// Drivers says what each driver can do; a drivers.Registry fits.
+	Drivers interface {
+		Has(driver string, c drivers.Capability) bool
+	}
+	// Agent reports whether a deploy agent serves nodes of the driver;
+	// nil means no agent at all, so in-band steps are plan errors.
+	Agent func(driver string) bool
+}
+
+// Plan computes what to do to bring the observed state to the desired
+// one. It is pure: no I/O, no clock (now is given), output sorted by node
+// name. Nodes it cannot plan for get an Error in their NodePlan; other
+// nodes are not affected. InventoryCommit is left for the caller, who
+// knows where the inventory came from.
+func Plan(desired *schema.Inventory, observed Observed, caps Capabilities, now time.Time) plan.Plan {
+	site := schema.SiteSpec{}
+	if desired.Site != nil {
+		site = desired.Site.Spec
+	}
+	site = site.Defaults()
+	templates := make(map[string]*schema.DeployTemplate, len(desired.Templates))
+	for _, t := range desired.Templates {
+		templates[t.Metadata.Name] = t
+	}
+	p := plan.Plan{
+		FormatVersion:   plan.FormatVersion,
+		InventoryDigest: InventoryDigest(desired),
+		ObservedDigest:  observed.Digest(),
+		Time:            now.UTC(),
+		Nodes:           make([]plan.NodePlan, 0, len(desired.Nodes)),
+	}
+	known := make(map[string]bool, len(desired.Nodes))
+	for _, n := range desired.Nodes {
+		known[n.Name()] = true
+		st, seen := observed[n.Name()]
+		p.Nodes = append(p.Nodes, planNode(n, st, seen, site, templates, caps))
+	}
+	for name, st := range observed {
+		if !known[name] {
+			p.Nodes = append(p.Nodes, forget(name, st))
+		}
+	}
+	slices.SortFunc(p.Nodes, func(a, b plan.NodePlan) int {
+		switch {
+		case a.Node < b.Node:
+			return -1
+		case a.Node > b.Node:
+			return 1
+		}
+		return 0
+	})
+	return p
+}
+
+// forget plans a node that is in status but no longer in the inventory:
+// its status is dropped and nothing else happens; its power is left as
+// it is, because the machine may now be someone else's.
+func forget(name string, st schema.NodeStatusBody) plan.NodePlan {
+	state := st.ProvisionState
+	return plan.NodePlan{
+		Node: name, From: state, To: state, PowerFrom: st.Power, PowerTo: st.Power,
+		Operations: []plan.Operation{{Kind: plan.KindForget, Reason: plan.ReasonRemoved, From: state, To: state}},
+		Notes: []plan.Note{{Reason: plan.ReasonRemoved, Message: fmt.Sprintf(
+			"removed from the inventory: status forgotten, power left %s", orUnknown(st.Power))}},
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// nodePlanner plans one node.
+type nodePlanner struct {
+	n         *schema.Node
+	st        schema.NodeStatusBody
+	site      schema.SiteSpec
+	templates map[string]*schema.DeployTemplate
+	b         *builder
+	np        plan.NodePlan
+	inspected bool // an inspection is already in the plan, or not wanted
+}
+
+func planNode(n *schema.Node, st schema.NodeStatusBody, seen bool, site schema.SiteSpec, templates map[string]*schema.DeployTemplate, caps Capabilities) plan.NodePlan {
+	from := State(st.ProvisionState)
+	if !seen || from == "" {
+		from = Enroll
+	}
+	power := st.Power
+	if power == "" {
+		power = string(drivers.PowerUnknown)
+	}
+	np := plan.NodePlan{Node: n.Name(), From: string(from), To: string(from), PowerFrom: power, PowerTo: power}
+	addr, err := schema.ParseBMCAddress(n.Spec.BMC.Address)
+	if err != nil {
+		np.Error = fmt.Sprintf("bmc.address: %v", err)
+		return np
+	}
+	np.Driver = addr.Driver
+	if !from.Valid() {
+		np.Error = fmt.Sprintf("status: unknown provision state %q", from)
+		return np
+	}
+	if q := n.Spec.Quarantine; q != nil {
+		np.Notes = append(np.Notes, plan.Note{Reason: plan.ReasonQuarantined, Message: "quarantined: " + q.Reason + paused(st)})
+		return np
+	}
+	if f := st.Fault; f != nil {
+		np.Notes = append(np.Notes, plan.Note{Reason: plan.ReasonFault, Message: fmt.Sprintf(
+			"fault: %s (%d failures); no action until the node is healthy again%s", f.Reason, f.Failures, paused(st))})
+		np.Probe = true
+		return np
+	}
+	p := &nodePlanner{n: n, st: st, site: site, templates: templates, np: np,
+		b: &builder{node: n, driver: addr.Driver, caps: caps, power: power}}
+	p.plan(from)
+	if p.b.err != nil {
+		p.np.Operations = nil
+		p.np.To, p.np.PowerTo = p.np.From, p.np.PowerFrom
+		p.np.Error = p.b.err.Error()
+		return p.np
+	}
+	for _, op := range p.np.Operations {
+		if err := checkOperation(op); err != nil {
+			p.np.Operations = nil
+			p.np.Error = "internal: " + err.Error()
+			return p.np
+		}
+	}
+	return p.np
+}
+
+// paused describes an operation interrupted by a quarantine or fault.
+func paused(st schema.NodeStatusBody) string {
+	if op := st.Operation; op != nil {
+		return fmt.Sprintf("; operation %s paused at step %d of %d", op.Kind, op.Step+1, len(op.Steps))
+	}
+	return ""
+}
+
+// target is the provision state the node should reach. A retired node is
+// never deployed again: it keeps an active workload only while its spec
+// still asks for active, and otherwise ends in manageable.
+func (p *nodePlanner) target(cur State) State {
+	want := State(p.n.Spec.Provision.State)
+	if p.n.Spec.Retired != nil {
+		if want == Active && cur == Active {
+			return Active
+		}
+		return Manageable
+	}
+	return want
+}
+
+func (p *nodePlanner) add(op plan.Operation) {
+	p.np.Operations = append(p.np.Operations, op)
+	p.np.To = op.To
+}
+
+func (p *nodePlanner) note(r plan.Reason, format string, args ...any) {
+	p.np.Notes = append(p.np.Notes, plan.Note{Reason: r, Message: fmt.Sprintf(format, args...)})
+}
+
+// needsInspect reports whether the node should be inspected, and why.
+func (p *nodePlanner) needsInspect() (plan.Reason, bool) {
+	if p.inspected || p.n.Spec.Retired != nil {
+		return 0, false
+	}
+	last := p.st.Inspect
+	switch {
+	case last == nil:
+		if !p.b.canInspect() {
+			p.inspected = true
+			p.note(plan.ReasonNotInspected, "not inspected: driver %s reads no inventory and no deploy agent is available", p.b.driver)
+			return 0, false
+		}
+		return plan.ReasonNotInspected, true
+	case p.n.Spec.Inspect != "" && last.Token != p.n.Spec.Inspect:
+		return plan.ReasonInspectRequested, true
+	}
+	return 0, false
+}
+
+// plan walks the state machine from the observed state towards the
+// target, adding one operation per stable state it passes.
+func (p *nodePlanner) plan(cur State) {
+	cur = p.resume(cur)
+	for range 12 { // more than the longest path; guards against a cycle
+		if p.b.err != nil {
+			return
+		}
+		next, done := p.advance(cur)
+		if done {
+			break
+		}
+		cur = next
+	}
+	p.finalPower(cur)
+}
+
+// resume continues an operation recorded in status: the same operation is
+// planned again and starts at the recorded step, so that completed steps,
+// destructive ones above all, are not repeated. A busy state without a
+// recorded operation (the process died before recording it) is treated as
+// a failure of that operation, as Ironic's conductor does on restart.
+func (p *nodePlanner) resume(cur State) State {
+	rec := p.st.Operation
+	if cur.Stable() {
+		return cur
+	}
+	if rec == nil {
+		failed, ok := FailedState(cur)
+		if !ok {
+			failed = Enroll // verifying without a record: verify again
+			if cur != Verifying {
+				failed = Error
+			}
+		}
+		p.note(plan.ReasonRetryFailed, "status says %s with no operation recorded; treated as %s", cur, failed)
+		p.np.From = string(failed)
+		return failed
+	}
+	kind, ok := kindByName(rec.Kind)
+	if !ok {
+		p.b.fail(fmt.Errorf("status: unknown operation %q", rec.Kind))
+		return cur
+	}
+	// The steps depend on the power state the operation started in, which
+	// status does not keep: rebuild the operation from each possible start
+	// and take the one that matches the recorded steps.
+	observed := p.b.power
+	var op plan.Operation
+	matched := false
+	for _, start := range []string{observed, plan.PowerOff, plan.PowerOn, string(drivers.PowerUnknown)} {
+		p.b.power, p.b.err, p.b.errWrapped = start, nil, false
+		op = p.operation(kind, cur)
+		if p.b.err == nil && slices.Equal(op.StepNames(), rec.Steps) && rec.Step >= 0 && rec.Step <= len(op.Steps) {
+			matched = true
+			op.Resume = rec.Step
+			break
+		}
+	}
+	if !matched {
+		p.b.power, p.b.err, p.b.errWrapped = observed, nil, false
+		op = p.operation(kind, cur)
+		if p.b.err != nil {
+			return cur
+		}
+		p.note(plan.ReasonResume, "operation %s changed since it started (spec edited); starting it over", rec.Kind)
+	}
+	op.Reason = plan.ReasonResume
+	op.From = string(cur)
+	p.add(op)
+	return State(op.To)
+}
+
+func kindByName(name string) (plan.Kind, bool) {
+	var k plan.Kind
+	if err := k.UnmarshalText([]byte(name)); err != nil {
+		return 0, false
+	}
+	return k, true
+}
+
+// operation builds an operation of the given kind starting in state from.
+func (p *nodePlanner) operation(kind plan.Kind, from State) plan.Operation {
+	b := p.b
+	op := plan.Operation{Kind: kind, From: string(from)}
+	switch kind {
+	case plan.KindEnroll:
+		op.To = string(Manageable)
+		op.Steps = []plan.Step{b.verify(Verifying)}
+	case plan.KindInspect:
+		op.To = string(Manageable)
+		op.Steps = b.inspectSteps(Inspecting, p.n.Spec.Inspect)
+		p.inspected = true
+	case plan.KindClean:
+		op.To = string(Available)
+		if p.n.Spec.Retired != nil {
+			op.To = string(Manageable)
+		}
+		op.Steps = b.cleanSteps(Cleaning)
+	case plan.KindDeploy, plan.KindRedeploy:
+		op.To = string(Active)
+		op.Steps = b.deploySteps(Deploying, p.templates)
+	case plan.KindUndeploy:
+		op.To = string(Available)
+		if p.n.Spec.Retired != nil || p.target(Active) == Manageable {
+			op.To = string(Manageable)
+		}
+		if s, ok := b.powerStep(Deleting, plan.PowerOff); ok {
+			op.Steps = append(op.Steps, s)
+		}
+		op.Steps = append(op.Steps, b.cleanSteps(Cleaning)...)
+		// Ironic passes through deleting even when there is no power to
+		// turn off (already off, or disablePowerOff).
+		if len(op.Steps) > 0 && op.Steps[0].State != string(Deleting) {
+			op.Steps[0].State = string(Deleting)
+		}
+	case plan.KindAdopt:
+		op.To = string(Active)
+		op.Steps = []plan.Step{b.verify(Adopting)}
+	case plan.KindManage:
+		op.To = string(Manageable)
+	case plan.KindPower, plan.KindForget:
+		op.To = string(from)
+	}
+	if b.err != nil && !b.errWrapped {
+		b.err, b.errWrapped = fmt.Errorf("%s: %w", kind, b.err), true
+	}
+	return op
+}
+
+// advance adds the operation that leaves state cur, if any, and returns
+// the state it leads to, or done when the node has arrived.
+func (p *nodePlanner) advance(cur State) (State, bool) {
+	n := p.n
+	target := p.target(cur)
+	adopt := n.Spec.Provision.Adopt && target == Active
+	addOp := func(kind plan.Kind, reason plan.Reason) State {
+		op := p.operation(kind, cur)
+		op.Reason = reason
+		p.add(op)
+		return State(op.To)
+	}
+	switch cur {
+	case Enroll:
+		return addOp(plan.KindEnroll, plan.ReasonNewNode), false
+	case Manageable:
+		if r, ok := p.needsInspect(); ok {
+			if !adopt || p.b.caps.Drivers != nil && p.b.caps.Drivers.Has(p.b.driver, drivers.CapInventory) {
+				return addOp(plan.KindInspect, r), false
+			}
+			// In-band inspection would reboot a running workload.
+			p.inspected = true
+			p.note(plan.ReasonAdopt, "not inspected: adopting a running machine, and driver %s reads no inventory out of band", p.b.driver)
+		}
+		switch target {
+		case Manageable:
+			return cur, true
+		case Active:
+			if adopt {
+				return addOp(plan.KindAdopt, plan.ReasonAdopt), false
+			}
+		}
+		return addOp(plan.KindClean, plan.ReasonProvisionChanged), false
+	case Available:
+		if r, ok := p.needsInspect(); ok && r == plan.ReasonInspectRequested {
+			// Ironic inspects only in manageable. A node that merely was
+			// never inspected is not taken back for it.
+			return addOp(plan.KindManage, plan.ReasonInspectRequested), false
+		}
+		switch target {
+		case Manageable:
+			reason := plan.ReasonProvisionChanged
+			if n.Spec.Retired != nil {
+				reason = plan.ReasonRetired
+			}
+			return addOp(plan.KindManage, reason), false
+		case Active:
+			return addOp(plan.KindDeploy, plan.ReasonProvisionChanged), false
+		}
+		return cur, true
+	case Active:
+		if r, ok := p.needsInspect(); ok && r == plan.ReasonInspectRequested {
+			p.note(plan.ReasonInspectRequested, "inspection requested; it runs when the node is next manageable (an active node is not inspected)")
+		}
+		if target == Active {
+			p.checkImage()
+			return cur, true
+		}
+		if prot := n.Spec.Protected; prot != nil {
+			p.note(plan.ReasonProtected, "protected: %s; not undeployed (provision.state is %s)", prot.Reason, n.Spec.Provision.State)
+			return cur, true
+		}
+		reason := plan.ReasonProvisionChanged
+		if n.Spec.Retired != nil {
+			reason = plan.ReasonRetired
+		}
+		return addOp(plan.KindUndeploy, reason), false
+	case InspectFailed:
+		if _, ok := p.needsInspect(); ok {
+			return addOp(plan.KindInspect, plan.ReasonRetryFailed), false
+		}
+		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
+	case CleanFailed:
+		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
+	case DeployFailed, Error:
+		if target == Active {
+			return addOp(plan.KindRedeploy, plan.ReasonRetryFailed), false
+		}
+		return addOp(plan.KindUndeploy, plan.ReasonRetryFailed), false
+	case AdoptFailed:
+		if adopt {
+			return addOp(plan.KindAdopt, plan.ReasonRetryFailed), false
+		}
+		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
+	case Verifying, Inspecting, InspectWait, Cleaning, CleanWait, Deploying, WaitCallBack, Deleting, Adopting:
+		// Busy states are resolved by resume before the walk starts; an
+		// operation that resumes ends in a stable state.
+		p.b.fail(fmt.Errorf("internal: walk reached busy state %s", cur))
+	}
+	return cur, true
+}
+
+// checkImage plans a redeploy of an active node whose image changed,
+// unless the node is protected or retired.
+func (p *nodePlanner) checkImage() {
+	img := p.n.Spec.Provision.Image
+	dep := p.st.Deployed
+	if img == nil || dep == nil || (dep.Image == img.URL && dep.Checksum == img.Checksum) {
+		if p.n.Spec.Retired != nil {
+			p.note(plan.ReasonRetired, "retired: %s; keeps its workload until provision.state leaves active", p.n.Spec.Retired.Reason)
+		}
+		return
+	}
+	switch {
+	case p.n.Spec.Retired != nil:
+		p.note(plan.ReasonRetired, "retired: %s; image changed but a retired node is never deployed again", p.n.Spec.Retired.Reason)
+	case p.n.Spec.Protected != nil:
+		p.note(plan.ReasonProtected, "protected: %s; image changed but not redeployed", p.n.Spec.Protected.Reason)
+	default:
+		op := p.operation(plan.KindRedeploy, Active)
+		op.Reason = plan.ReasonImageChanged
+		p.add(op)
+	}
+}
+
+// finalPower brings power to spec.power (or off for a parked retired
+// node) once the operations are done. Unknown power counts as different:
+// the executor reads power before changing it and leaves it alone when it
+// is already right. Without operations a difference is
+// drift, handled by the site's powerSync policy: enforce changes power,
+// report only shows it.
+func (p *nodePlanner) finalPower(cur State) {
+	want := p.n.Spec.Power
+	parking := want == "" && p.n.Spec.Retired != nil && cur == Manageable
+	if parking {
+		want = plan.PowerOff
+	}
+	have := p.b.power
+	p.np.PowerTo = have
+	if want == "" || have == want {
+		return
+	}
+	if want == plan.PowerOff && p.n.Spec.DisablePowerOff {
+		p.note(plan.ReasonDisablePowerOff, "power is %s, spec says off, but disablePowerOff is set", have)
+		return
+	}
+	reason := plan.ReasonPowerDrift
+	switch {
+	case parking:
+		reason = plan.ReasonRetired
+	case len(p.np.Operations) == 0:
+		if p.site.PowerSync == "report" {
+			p.note(plan.ReasonPowerDrift, "power drift: observed %s, spec says %s (powerSync: report, no action)", have, want)
+			return
+		}
+	default:
+		reason = plan.ReasonProvisionChanged
+	}
+	s, ok := p.b.powerStep(cur, want)
+	if !ok {
+		return
+	}
+	p.add(plan.Operation{Kind: plan.KindPower, Reason: reason, From: string(cur), To: string(cur), Steps: []plan.Step{s}})
+	p.np.PowerTo = p.b.power
+}
+
+// checkOperation verifies an operation against the state machine: every
+// state change between steps must be an allowed transition.
+func checkOperation(op plan.Operation) error {
+	cur := State(op.From)
+	for i, s := range op.Steps[op.Resume:] {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("%s step %d: %w", op.Kind, i, err)
+		}
+		next := State(s.State)
+		if next != cur && !Allowed(cur, next) {
+			return fmt.Errorf("%s: %s -> %s is not a transition", op.Kind, cur, next)
+		}
+		cur = next
+	}
+	to := State(op.To)
+	if to != cur && !Allowed(cur, to) {
+		return fmt.Errorf("%s: %s -> %s is not a transition", op.Kind, cur, to)
+	}
+	return nil
+}

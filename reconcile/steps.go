@@ -1,0 +1,577 @@
+package reconcile
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
+)
+
+// Step timeouts. A BMC call that takes longer than these is not coming
+// back; in-band steps are bounded by the slowest disk we expect to write.
+const (
+	timeoutVerify   = 30 * time.Second
+	timeoutPower    = 5 * time.Minute
+	timeoutBoot     = time.Minute
+	timeoutMedia    = 2 * time.Minute
+	timeoutInspect  = 5 * time.Minute
+	timeoutAgent    = time.Hour
+	timeoutBIOS     = 5 * time.Minute
+	timeoutRAID     = 30 * time.Minute
+	timeoutFirmware = time.Hour
+)
+
+// Priorities of the core deploy steps, as in Ironic's agent deploy
+// interface: boot the agent (100), write the image (80), set the boot
+// device (60), tear the agent down (40), boot the instance (20). In-band
+// steps of templates must fall strictly between 40 and 100: the agent runs
+// only then.
+const (
+	prioDeploy        = 100
+	prioWriteImage    = 80
+	prioPrepareBoot   = 60
+	prioTearDownAgent = 40
+	prioBootInstance  = 20
+)
+
+// interfacePriority breaks ties between deploy steps of equal priority.
+// It is Ironic's DEPLOYING_INTERFACE_PRIORITY (ironic/conductor/steps.py):
+// with equal priorities, power steps run first, then management, deploy,
+// bios and raid. Ironic's table predates the firmware interface; metalsync
+// ranks it last, after raid, so that a firmware update never runs before
+// a step Ironic would have run first.
+var interfacePriority = map[string]int{
+	"power":      5,
+	"management": 4,
+	"deploy":     3,
+	"bios":       2,
+	"raid":       1,
+	"firmware":   0,
+}
+
+// deployStep is one Ironic-style step before it is expanded into plan
+// steps.
+type deployStep struct {
+	Interface string
+	Step      string
+	Priority  int
+	Args      map[string]any
+	Source    string // "core" or "template NAME"
+	order     int    // position in core steps, then templates: the last tie-break
+}
+
+func (s deployStep) id() string { return s.Interface + "." + s.Step }
+
+// coreDeploySteps are the steps every deployment runs.
+func coreDeploySteps() []deployStep {
+	return []deployStep{
+		{Interface: "deploy", Step: "deploy", Priority: prioDeploy, Source: "core"},
+		{Interface: "deploy", Step: "write_image", Priority: prioWriteImage, Source: "core"},
+		{Interface: "deploy", Step: "prepare_instance_boot", Priority: prioPrepareBoot, Source: "core"},
+		{Interface: "deploy", Step: "tear_down_agent", Priority: prioTearDownAgent, Source: "core"},
+		{Interface: "deploy", Step: "boot_instance", Priority: prioBootInstance, Source: "core"},
+	}
+}
+
+// mergeDeploySteps merges the core steps with the node's templates, the
+// way Ironic does: a template step naming a core step (same interface and
+// step) overrides its priority and arguments, priority 0 disables it, two
+// templates naming the same step is an error. The result runs highest
+// priority first; equal priorities go by interfacePriority, then by
+// position (core steps, then templates in the order the node lists them).
+func mergeDeploySteps(names []string, templates map[string]*schema.DeployTemplate) ([]deployStep, error) {
+	steps := coreDeploySteps()
+	index := map[string]int{}
+	for i, s := range steps {
+		index[s.id()] = i
+	}
+	fromTemplate := map[string]string{}
+	for _, name := range names {
+		t, ok := templates[name]
+		if !ok {
+			return nil, fmt.Errorf("deploy template %q does not exist", name)
+		}
+		for _, ts := range t.Spec.Steps {
+			s := deployStep{Interface: ts.Interface, Step: ts.Step, Priority: ts.Priority, Args: ts.Args, Source: "template " + name}
+			if prev, dup := fromTemplate[s.id()]; dup {
+				return nil, fmt.Errorf("deploy step %s is in both %s and template %s", s.id(), prev, name)
+			}
+			fromTemplate[s.id()] = s.Source
+			if i, ok := index[s.id()]; ok {
+				steps[i].Priority, steps[i].Args, steps[i].Source = s.Priority, s.Args, s.Source
+				continue
+			}
+			index[s.id()] = len(steps)
+			steps = append(steps, s)
+		}
+	}
+	for i := range steps {
+		steps[i].order = i
+	}
+	steps = slices.DeleteFunc(steps, func(s deployStep) bool { return s.Priority == 0 })
+	slices.SortStableFunc(steps, compareDeploySteps)
+	return steps, nil
+}
+
+func compareDeploySteps(a, b deployStep) int {
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(interfacePriority[b.Interface], interfacePriority[a.Interface]); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.order, b.order)
+}
+
+// inBand reports whether a deploy step runs in the deploy agent rather
+// than through the BMC. Deploy-interface steps other than the core
+// out-of-band ones run in the agent, as do software RAID steps.
+func (s deployStep) inBand() bool {
+	switch s.Interface {
+	case "deploy":
+		switch s.Step {
+		case "deploy", "prepare_instance_boot", "tear_down_agent", "boot_instance":
+			return false
+		}
+		return true
+	case "raid":
+		return softwareRAID(s.Args)
+	}
+	return false
+}
+
+// softwareRAID reports whether RAID step arguments ask for software RAID:
+// args.software: true, or a logical disk with controller: software
+// (Ironic's raid_config form).
+func softwareRAID(args map[string]any) bool {
+	if sw, _ := args["software"].(bool); sw {
+		return true
+	}
+	for _, d := range logicalDisks(args) {
+		if c, _ := d["controller"].(string); c == "software" {
+			return true
+		}
+	}
+	return false
+}
+
+// logicalDisks returns the volumes of RAID step arguments in any of the
+// accepted shapes: args.volumes, args.logical_disks, or Ironic's
+// args.raid_config.logical_disks.
+func logicalDisks(args map[string]any) []map[string]any {
+	list, ok := args["volumes"].([]any)
+	if !ok {
+		list, ok = args["logical_disks"].([]any)
+	}
+	if !ok {
+		if rc, _ := args["raid_config"].(map[string]any); rc != nil {
+			list, _ = rc["logical_disks"].([]any)
+		}
+	}
+	var out []map[string]any
+	for _, x := range list {
+		if m, ok := x.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// builder accumulates the steps of one node's plan and checks each
+// against what the node's driver and the agent can do. It tracks the
+// power state the node is predicted to be in after each step.
+type builder struct {
+	node   *schema.Node
+	driver string
+	caps   Capabilities
+	power  string // predicted power: on, off, unknown
+	err    error  // first capability error; the node's plan is refused
+	// errWrapped is set once err names the operation it came from.
+	errWrapped bool
+}
+
+func (b *builder) need(c drivers.Capability, what string) bool {
+	if b.err != nil {
+		return false
+	}
+	if r, ok := b.caps.Drivers.(drivers.Registry); ok {
+		if _, known := r[b.driver]; !known {
+			b.err = fmt.Errorf("no driver %s in this build", b.driver)
+			return false
+		}
+	}
+	if b.caps.Drivers == nil || !b.caps.Drivers.Has(b.driver, c) {
+		b.err = fmt.Errorf("driver %s cannot do %s (needed to %s)", b.driver, c, what)
+		return false
+	}
+	return true
+}
+
+func (b *builder) needAgent(what string) bool {
+	if b.err != nil {
+		return false
+	}
+	if b.caps.Agent == nil || !b.caps.Agent(b.driver) {
+		b.err = fmt.Errorf("%s needs the deploy agent; not available yet", what)
+		return false
+	}
+	return true
+}
+
+func (b *builder) verify(state State) plan.Step {
+	b.need(drivers.CapPower, "verify credentials")
+	return plan.Step{Action: plan.ActionVerify, Source: "core", State: string(state), Timeout: dur(timeoutVerify), Verify: &plan.Verify{}}
+}
+
+// powerStep changes power; it returns false when nothing needs doing.
+func (b *builder) powerStep(state State, action string) (plan.Step, bool) {
+	if action == plan.PowerOff && b.node.Spec.DisablePowerOff {
+		return plan.Step{}, false
+	}
+	if (action == plan.PowerOn || action == plan.PowerOff) && b.power == action {
+		return plan.Step{}, false
+	}
+	b.need(drivers.CapPower, "power "+action)
+	s := plan.Step{Action: plan.ActionPower, Source: "core", State: string(state), Timeout: dur(timeoutPower), Power: &plan.Power{Action: action}}
+	switch action {
+	case plan.PowerOn:
+		s.Expect.Power = plan.PowerOff
+		b.power = plan.PowerOn
+	case plan.PowerOff:
+		s.Expect.Power = plan.PowerOn
+		b.power = plan.PowerOff
+	case plan.PowerReboot:
+		b.power = plan.PowerOn
+	}
+	return s, true
+}
+
+// bootAgent boots the node into the deploy agent from virtual media.
+func (b *builder) bootAgent(state State, source string) []plan.Step {
+	b.need(drivers.CapBoot, "boot the deploy agent")
+	b.need(drivers.CapMedia, "boot the deploy agent from virtual media")
+	steps := []plan.Step{
+		{Action: plan.ActionInsertMedia, Source: source, State: string(state), Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}},
+		{Action: plan.ActionSetBoot, Source: source, State: string(state), Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: "cd"}},
+	}
+	// A node that is on (or whose power we cannot know) is rebooted; one
+	// that is off is powered on. disablePowerOff nodes are always rebooted.
+	action := plan.PowerReboot
+	if b.power == plan.PowerOff {
+		action = plan.PowerOn
+	}
+	if p, ok := b.powerStep(state, action); ok {
+		p.Source = source
+		steps = append(steps, p)
+	}
+	return steps
+}
+
+// leaveAgent powers the node off and ejects the agent's media.
+func (b *builder) leaveAgent(state State, source string) []plan.Step {
+	var steps []plan.Step
+	if p, ok := b.powerStep(state, plan.PowerOff); ok {
+		p.Source = source
+		steps = append(steps, p)
+	}
+	steps = append(steps, plan.Step{Action: plan.ActionEjectMedia, Source: source, State: string(state), Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}})
+	return steps
+}
+
+func (b *builder) agentStep(state State, source, iface, step string, args map[string]any, destructive bool) plan.Step {
+	b.needAgent("step " + iface + "." + step)
+	return plan.Step{Action: plan.ActionAgentStep, Source: source, State: string(state), Destructive: destructive,
+		Timeout: dur(timeoutAgent), Expect: plan.Expect{Power: plan.PowerOn},
+		Agent: &plan.Agent{Interface: iface, Step: step, Args: args}}
+}
+
+// inspectSteps inspects out of band when the driver reads inventory, else
+// in band through the agent.
+func (b *builder) inspectSteps(state State, token string) []plan.Step {
+	if b.caps.Drivers != nil && b.caps.Drivers.Has(b.driver, drivers.CapInventory) {
+		return []plan.Step{{Action: plan.ActionInspect, Source: "core", State: string(state), Timeout: dur(timeoutInspect), Inspect: &plan.Inspect{Token: token}}}
+	}
+	steps := b.bootAgent(state, "core")
+	steps = append(steps, b.agentStep(state, "core", "inspect", "inspect", map[string]any{"token": token}, false))
+	return append(steps, b.leaveAgent(state, "core")...)
+}
+
+// canInspect reports whether the node can be inspected at all, without
+// recording an error.
+func (b *builder) canInspect() bool {
+	has := func(c drivers.Capability) bool { return b.caps.Drivers != nil && b.caps.Drivers.Has(b.driver, c) }
+	if has(drivers.CapInventory) {
+		return true
+	}
+	return has(drivers.CapMedia) && has(drivers.CapBoot) && b.caps.Agent != nil && b.caps.Agent(b.driver)
+}
+
+// cleanSteps is Ironic's automated cleaning: erase the disks' metadata
+// from the agent, then power off.
+func (b *builder) cleanSteps(state State) []plan.Step {
+	steps := b.bootAgent(state, "core")
+	steps = append(steps, b.agentStep(state, "core", "deploy", "erase_devices_metadata", nil, true))
+	return append(steps, b.leaveAgent(state, "core")...)
+}
+
+// deploySteps expands the merged deploy steps into plan steps.
+func (b *builder) deploySteps(state State, templates map[string]*schema.DeployTemplate) []plan.Step {
+	img := b.node.Spec.Provision.Image
+	if img == nil {
+		if b.err == nil {
+			b.err = fmt.Errorf("provision.image is required to deploy")
+		}
+		return nil
+	}
+	merged, err := mergeDeploySteps(b.node.Spec.Provision.DeployTemplates, templates)
+	if err != nil {
+		if b.err == nil {
+			b.err = err
+		}
+		return nil
+	}
+	var out []plan.Step
+	for _, s := range merged {
+		if s.inBand() && (s.Priority <= prioTearDownAgent || s.Priority >= prioDeploy) {
+			if b.err == nil {
+				b.err = fmt.Errorf("in-band step %s (%s) has priority %d; it must be between %d and %d, while the agent runs",
+					s.id(), s.Source, s.Priority, prioTearDownAgent+1, prioDeploy-1)
+			}
+			return nil
+		}
+		out = append(out, b.expand(state, s, img)...)
+	}
+	return out
+}
+
+// expand turns one deploy step into the plan steps that carry it out.
+func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.Step {
+	one := func(st plan.Step) []plan.Step {
+		st.Source = s.Source
+		st.State = string(state)
+		return []plan.Step{st}
+	}
+	switch s.id() {
+	case "deploy.deploy":
+		return b.bootAgent(state, s.Source)
+	case "deploy.write_image":
+		args := map[string]any{"url": img.URL, "checksum": img.Checksum, "format": img.Format}
+		for k, v := range s.Args {
+			args[k] = v
+		}
+		if h := b.node.Spec.RootDeviceHints; h != nil {
+			args["root_device_hints"] = h
+		}
+		return []plan.Step{b.agentStep(state, s.Source, "deploy", "write_image", args, true)}
+	case "deploy.prepare_instance_boot":
+		b.need(drivers.CapBoot, "set the boot device")
+		return one(plan.Step{Action: plan.ActionSetBoot, Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: "disk", Persistent: true}})
+	case "deploy.tear_down_agent":
+		return b.leaveAgent(state, s.Source)
+	case "deploy.boot_instance":
+		action := plan.PowerOn
+		if b.node.Spec.DisablePowerOff {
+			action = plan.PowerReboot
+		}
+		if p, ok := b.powerStep(state, action); ok {
+			return one(p)
+		}
+		return nil
+	}
+	if s.inBand() {
+		return []plan.Step{b.agentStep(state, s.Source, s.Interface, s.Step, s.Args, s.Interface == "raid" || s.Step == "erase_devices" || s.Step == "erase_devices_metadata")}
+	}
+	switch s.Interface {
+	case "bios":
+		if s.Step != "apply_configuration" {
+			break
+		}
+		settings := biosSettings(s.Args["settings"])
+		if len(settings) == 0 {
+			b.fail(fmt.Errorf("step bios.apply_configuration (%s): args.settings must be a non-empty map, or a list of {name, value} as in Ironic", s.Source))
+			return nil
+		}
+		b.need(drivers.CapBIOS, "apply BIOS settings")
+		return one(plan.Step{Action: plan.ActionBIOS, Timeout: dur(timeoutBIOS), BIOS: &plan.BIOS{Settings: settings}})
+	case "raid":
+		raid, err := raidArgs(s)
+		if err != nil {
+			b.fail(err)
+			return nil
+		}
+		b.need(drivers.CapRAID, "configure hardware RAID")
+		return one(plan.Step{Action: plan.ActionRAID, Destructive: true, Timeout: dur(timeoutRAID), RAID: raid})
+	case "firmware":
+		if s.Step != "update" {
+			break
+		}
+		url, _ := s.Args["url"].(string)
+		if url == "" {
+			b.fail(fmt.Errorf("step firmware.update (%s): args.url is required", s.Source))
+			return nil
+		}
+		b.need(drivers.CapFirmware, "update firmware")
+		return one(plan.Step{Action: plan.ActionFirmware, Timeout: dur(timeoutFirmware), Firmware: &plan.Firmware{URL: url, Targets: stringList(s.Args["targets"])}})
+	case "management":
+		if s.Step != "set_boot_device" {
+			break
+		}
+		dev, _ := s.Args["device"].(string)
+		if dev != "cd" && dev != "disk" && dev != "pxe" && dev != "bios" {
+			b.fail(fmt.Errorf("step management.set_boot_device (%s): args.device must be cd, disk, pxe or bios", s.Source))
+			return nil
+		}
+		persistent, _ := s.Args["persistent"].(bool)
+		b.need(drivers.CapBoot, "set the boot device")
+		return one(plan.Step{Action: plan.ActionSetBoot, Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: dev, Persistent: persistent}})
+	case "power":
+		action := map[string]string{"reboot": plan.PowerReboot, "power_on": plan.PowerOn, "power_off": plan.PowerOff}[s.Step]
+		if action == "" {
+			break
+		}
+		if p, ok := b.powerStep(state, action); ok {
+			return one(p)
+		}
+		return nil
+	}
+	b.fail(fmt.Errorf("unknown deploy step %s (%s)", s.id(), s.Source))
+	return nil
+}
+
+func (b *builder) fail(err error) {
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+// biosSettings reads BIOS settings as a map, or as Ironic's list of
+// {name, value}.
+func biosSettings(v any) map[string]any {
+	switch x := v.(type) {
+	case map[string]any:
+		return x
+	case []any:
+		out := map[string]any{}
+		for _, e := range x {
+			m, _ := e.(map[string]any)
+			name, _ := m["name"].(string)
+			if name == "" {
+				return nil
+			}
+			out[name] = m["value"]
+		}
+		return out
+	}
+	return nil
+}
+
+// raidArgs reads a hardware RAID step: create_configuration or
+// apply_configuration (existing volumes are deleted first, as Ironic's
+// delete_existing defaults to true), or delete_configuration. Volumes
+// come in metalsync's form (name, raid_level, size_gib, drives) or
+// Ironic's logical disks (volume_name, raid_level, size_gb or MAX,
+// physical_disks).
+func raidArgs(s deployStep) (*plan.RAID, error) {
+	switch s.Step {
+	case "delete_configuration":
+		return &plan.RAID{Delete: true}, nil
+	case "create_configuration", "apply_configuration":
+	default:
+		return nil, fmt.Errorf("unknown deploy step %s (%s)", s.id(), s.Source)
+	}
+	disks := logicalDisks(s.Args)
+	if len(disks) == 0 {
+		return nil, fmt.Errorf("step %s (%s): list the volumes in args.volumes, args.logical_disks or args.raid_config.logical_disks", s.id(), s.Source)
+	}
+	r := &plan.RAID{Delete: true}
+	if del, ok := s.Args["delete_existing"].(bool); ok {
+		r.Delete = del
+	}
+	for i, m := range disks {
+		level := raidLevel(m["raid_level"])
+		if level == "" {
+			return nil, fmt.Errorf("step %s (%s): volume %d: raid_level must be 0, 1, 5, 6 or 10", s.id(), s.Source, i)
+		}
+		name, _ := m["name"].(string)
+		if name == "" {
+			name, _ = m["volume_name"].(string)
+		}
+		size, err := sizeGiB(m)
+		if err != nil {
+			return nil, fmt.Errorf("step %s (%s): volume %d: %w", s.id(), s.Source, i, err)
+		}
+		drives := stringList(m["drives"])
+		if drives == nil {
+			drives = stringList(m["physical_disks"])
+		}
+		r.Volumes = append(r.Volumes, plan.Volume{Name: name, RAIDLevel: level, SizeGiB: size, Drives: drives})
+	}
+	return r, nil
+}
+
+// raidLevel accepts "1", 1 and "RAID1" alike.
+func raidLevel(v any) string {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = strings.TrimPrefix(strings.ToUpper(x), "RAID")
+	case float64:
+		s = strconv.Itoa(int(x))
+	case int:
+		s = strconv.Itoa(x)
+	case int64:
+		s = strconv.FormatInt(x, 10)
+	}
+	switch s {
+	case "0", "1", "5", "6", "10":
+		return "RAID" + s
+	}
+	return ""
+}
+
+// sizeGiB reads size_gib or Ironic's size_gb (GiB in Ironic too); "MAX"
+// or nothing means all of the drives (0).
+func sizeGiB(m map[string]any) (int64, error) {
+	v, ok := m["size_gib"]
+	if !ok {
+		v = m["size_gb"]
+	}
+	switch n := v.(type) {
+	case nil:
+		return 0, nil
+	case string:
+		if strings.EqualFold(n, "MAX") {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("size %q: want a number of GiB or MAX", n)
+	case float64:
+		if n <= 0 {
+			return 0, fmt.Errorf("size %v: want a positive number of GiB or MAX", n)
+		}
+		return int64(n), nil
+	case int:
+		return int64(n), nil
+	case int64:
+		return n, nil
+	}
+	return 0, fmt.Errorf("size %v: want a number of GiB or MAX", v)
+}
+
+func stringList(v any) []string {
+	list, _ := v.([]any)
+	var out []string
+	for _, x := range list {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func dur(d time.Duration) plan.Duration { return plan.Duration(d) }
