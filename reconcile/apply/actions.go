@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"metalsync.dev/metalsync/drivers"
@@ -51,8 +52,19 @@ func (s *session) open(ctx context.Context) error {
 		return Stall(err)
 	}
 	cfg := drivers.Config{Endpoint: addr.Endpoint, Username: creds.Username, Password: creds.Password}
-	if t := s.node.Spec.BMC.TLS; t != nil && !t.Verify {
-		cfg.InsecureSkipVerify = true
+	if t := s.node.Spec.BMC.TLS; t != nil {
+		cfg.InsecureSkipVerify = !t.Verify
+		if t.CAFile != "" {
+			read := s.e.ReadFile
+			if read == nil {
+				read = os.ReadFile
+			}
+			pem, err := read(t.CAFile)
+			if err != nil {
+				return Stall(fmt.Errorf("bmc.tls.caFile: %w", err))
+			}
+			cfg.CAPEM = pem
+		}
 	}
 	if o := s.node.Spec.BMC.IPMI; o != nil {
 		cfg.CipherSuite = o.CipherSuite

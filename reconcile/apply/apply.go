@@ -44,9 +44,12 @@ type Executor struct {
 	// needs no per-node media (or Media is nil); "" inserts nothing.
 	AgentImageURL string
 	Sink          StatusSink
-	Observer      Observer
-	Clock         Clock
-	Backoff       Backoff
+	// ReadFile reads a node's bmc.tls.caFile on the daemon's host
+	// (os.ReadFile when nil).
+	ReadFile func(name string) ([]byte, error)
+	Observer Observer
+	Clock    Clock
+	Backoff  Backoff
 	// Concurrency, PerBMC and FaultThreshold override the site settings
 	// when positive.
 	Concurrency, PerBMC, FaultThreshold int
