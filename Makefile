@@ -14,9 +14,9 @@ help: ## list targets
 build: ## build bin/metalsync
 	$(GO) build -o bin/metalsync ./cmd/metalsync
 
-demo: build ## run metalsync on the embedded example: validate and plan inventory-example/
+demo: build ## run the whole loop on the embedded example: simulated BMCs, a local Git remote, the daemon
 	./bin/metalsync validate inventory-example
-	@if ./bin/metalsync help 2>&1 | grep -q '^  plan '; then ./bin/metalsync plan inventory-example; fi
+	./bin/metalsync demo
 
 deps: ## install the Debian packages the tests need (as root) and download Go modules
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -451,8 +451,13 @@ func (p *nodePlanner) checkImage() {
 // report only shows it.
 func (p *nodePlanner) finalPower(cur State) {
 	want := p.n.Spec.Power
-	parking := want == "" && p.n.Spec.Retired != nil && cur == Manageable
+	// A retired node is parked powered off once it is back in manageable,
+	// whatever power its spec still says from its working life.
+	parking := p.n.Spec.Retired != nil && cur == Manageable
 	if parking {
+		if want == plan.PowerOn {
+			p.note(plan.ReasonRetired, "retired: parked powered off (spec power: on is ignored)")
+		}
 		want = plan.PowerOff
 	}
 	have := p.b.power

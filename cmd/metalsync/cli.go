@@ -47,6 +47,9 @@ func commands() []command {
 		{"plan", "show what metalsync would do to the machines, offline from recorded status", runPlan},
 		{"apply", "plan, confirm, and carry the plan out on the machines", runApply},
 		{"render", "render a node's DHCP-less boot media (config drive or NoCloud ISO)", runRender},
+		{"serve", "run the daemon: follow the inventory repository, reconcile, commit status", runServe},
+		{"demo", "run the whole loop on the embedded example with simulated BMCs and a local Git remote", runDemo},
+		{"bmc", "talk to one BMC: power, boot device, virtual media, inventory, BIOS", runBMC},
 	}
 }
 

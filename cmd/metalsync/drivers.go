@@ -4,14 +4,16 @@ import (
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
 	"metalsync.dev/metalsync/drivers/ipmi"
+	"metalsync.dev/metalsync/drivers/redfish"
 )
 
 // defaultRegistry is every driver compiled into metalsync, by the driver
 // part of the BMC URL scheme.
 func defaultRegistry() drivers.Registry {
 	return drivers.Registry{
-		"fake": fakeEntry(),
-		"ipmi": {Open: ipmi.Open, Capabilities: ipmi.Capabilities()},
+		"fake":    fakeEntry(),
+		"ipmi":    {Open: ipmi.Open, Capabilities: ipmi.Capabilities()},
+		"redfish": {Open: redfish.NewPool(redfish.PoolOptions{}).Open, Capabilities: redfish.Capabilities()},
 	}
 }
 

@@ -276,6 +276,12 @@ func (s *session) healthy() {
 func (s *session) write() error {
 	s.st.Commit = s.commit
 	s.st.Updated = stamp(s.e.clock().Now())
+	// Keep the retirement reason with the node's history (DESIGN:
+	// "the reason is kept in status").
+	s.st.Retired = ""
+	if s.node != nil && s.node.Spec.Retired != nil {
+		s.st.Retired = s.node.Spec.Retired.Reason
+	}
 	snap := cloneStatus(s.st)
 	if err := s.e.Sink.WriteStatus(s.name, snap); err != nil {
 		return fmt.Errorf("write status: %w", err)

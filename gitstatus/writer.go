@@ -1,0 +1,135 @@
+package gitstatus
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Writer coalesces status updates from many goroutines into few commits:
+// the first update after a quiet spell is committed at once, later ones
+// wait so that commits are at least Interval apart.
+type Writer struct {
+	c        *Committer
+	interval time.Duration
+	onFlush  func(Result, error)
+
+	mu      sync.Mutex
+	pending map[string]Change // guarded by mu; node → latest change
+	kick    chan struct{}     // buffered 1: pending became non-empty
+
+	flushMu sync.Mutex // one flush at a time, so commits keep their order
+}
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	// Interval is the least time between two commits (default 10s).
+	Interval time.Duration
+	// OnFlush, when set, is called after every flush attempt with its result
+	// (from Run's or Flush's goroutine): Result.SpecMoved tells the daemon
+	// to fetch and re-plan.
+	OnFlush func(Result, error)
+}
+
+// NewWriter returns a Writer committing through c.
+func NewWriter(c *Committer, cfg WriterConfig) *Writer {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Second
+	}
+	return &Writer{
+		c:        c,
+		interval: cfg.Interval,
+		onFlush:  cfg.OnFlush,
+		pending:  map[string]Change{},
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+// Update records node's new status file content (nil: delete it, for a
+// forgotten node) with a summary for the commit message ("available→
+// active"). A later update of the same node before the flush replaces it.
+func (w *Writer) Update(node string, data []byte, summary string) error {
+	if err := ValidNode(node); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.pending[node] = Change{Node: node, Data: data, Summary: summary}
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Pending is the number of nodes waiting for a commit.
+func (w *Writer) Pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
+
+// Flush commits everything pending now. On failure the changes stay pending
+// (behind any newer update of the same node) for the next flush.
+func (w *Writer) Flush(ctx context.Context) (Result, error) {
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	w.mu.Lock()
+	batch := make([]Change, 0, len(w.pending))
+	for _, ch := range w.pending {
+		batch = append(batch, ch)
+	}
+	w.pending = map[string]Change{}
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return Result{}, nil
+	}
+	res, err := w.c.Commit(ctx, batch)
+	if err != nil {
+		w.mu.Lock()
+		for _, ch := range batch {
+			if _, newer := w.pending[ch.Node]; !newer {
+				w.pending[ch.Node] = ch
+			}
+		}
+		w.mu.Unlock()
+	}
+	if w.onFlush != nil {
+		w.onFlush(res, err)
+	}
+	return res, err
+}
+
+// Run flushes pending updates, at most one commit per interval, until ctx
+// is done; then it makes a last flush bounded by shutdownTimeout and returns
+// ctx's error. A failed flush is retried after the interval.
+func (w *Writer) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+			_, _ = w.Flush(fctx)
+			cancel()
+			return ctx.Err()
+		case <-w.kick:
+		}
+		if wait := time.Until(last.Add(w.interval)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				continue // the shutdown flush above takes it
+			case <-t.C:
+			}
+		}
+		last = time.Now()
+		if _, err := w.Flush(ctx); err != nil && w.Pending() > 0 {
+			// Come back after the interval even if nothing new arrives.
+			select {
+			case w.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
