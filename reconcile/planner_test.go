@@ -112,9 +112,12 @@ func TestPlanGolden(t *testing.T) {
 			node("active-released", rf, "available", func(s *schema.NodeSpec) { s.Retired = reason("EOL 2027") }),
 			node("available", rf, "active", func(s *schema.NodeSpec) { s.Retired = reason("EOL 2027") }),
 			node("manageable-on", rf, "available", func(s *schema.NodeSpec) { s.Retired = reason("EOL 2027") }),
+			// Retirement parks it off even though its spec still says on.
+			node("parked-spec-on", rf, "manageable", func(s *schema.NodeSpec) { s.Retired = reason("EOL 2027"); s.Power = "on" }),
 		), Observed{
 			"active-kept": settled("active", "on"), "active-released": settled("active", "on"),
 			"available": settled("available", "off"), "manageable-on": settled("manageable", "on"),
+			"parked-spec-on": settled("manageable", "on"),
 		}, withAgent},
 		{"quarantine", inventory(nil, nil,
 			node("mid-deploy", rf, "active", func(s *schema.NodeSpec) { s.Quarantine = reason("DIMM errors, ticket OPS-12") }),
