@@ -181,7 +181,9 @@ func remoteStatus(bare, node string) string {
 	return out
 }
 
-func wantState(i int) string { return []string{"active", "active", "active", "available", "manageable"}[i%5] }
+func wantState(i int) string {
+	return []string{"active", "active", "active", "available", "manageable"}[i%5]
+}
 
 func converged(f *fleet, bare string) bool {
 	for i, id := range f.ids {
