@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 
 	"metalsync.dev/metalsync/schema"
@@ -57,4 +59,35 @@ func (g *GitSink) ForgetStatus(node string) error {
 		return fmt.Errorf("status of %s: %w", node, err)
 	}
 	return nil
+}
+
+// InvalidReportFile is the file of the status directory that explains why
+// the newest inventory revision was refused; it is removed when a valid
+// revision arrives. It is not .yaml, so no loader takes it for a node.
+const InvalidReportFile = "inventory-errors.txt"
+
+// FileWriter writes one file of the status directory (nil data deletes it).
+type FileWriter func(name string, data []byte, summary string) error
+
+// FileReporter reports refused revisions in InvalidReportFile.
+type FileReporter struct {
+	Write FileWriter
+	Log   *slog.Logger
+}
+
+// ReportInvalid implements InvalidReporter.
+func (r FileReporter) ReportInvalid(rev string, diags schema.Diagnostics) {
+	var data []byte
+	summary := "inventory valid again"
+	if diags != nil {
+		var b strings.Builder
+		fmt.Fprintf(&b, "metalsync refused revision %s: the inventory is invalid, so no hardware was changed for it.\n", rev)
+		b.WriteString("The last valid revision is still being reconciled. Fix these and push again:\n\n")
+		b.WriteString(diags.String())
+		data = []byte(b.String())
+		summary = fmt.Sprintf("inventory %s invalid: %d errors", short(rev), countErrors(diags))
+	}
+	if err := r.Write(InvalidReportFile, data, summary); err != nil && r.Log != nil {
+		r.Log.Warn("write invalid-inventory report", "err", err)
+	}
 }

@@ -64,6 +64,11 @@ type Config struct {
 // Change is the new content of one node's status file.
 type Change struct {
 	Node string
+	// File, when set, names a file of the status directory that is not a
+	// node's status (the daemon's report of an invalid inventory); it must
+	// not end in .yaml or .yml, so that no reader takes it for a node.
+	// Node is then only the label in the commit message.
+	File string
 	// Data is the file content; nil deletes the file (a forgotten node).
 	Data []byte
 	// Summary describes the change for the commit message, like
@@ -177,6 +182,25 @@ func ValidNode(node string) error {
 	return nil
 }
 
+// fileName is the change's file in the status directory.
+func (ch Change) fileName() string {
+	if ch.File != "" {
+		return ch.File
+	}
+	return ch.Node + ".yaml"
+}
+
+// validFile checks a non-node file name of the status directory.
+func validFile(name string) error {
+	if err := ValidNode(name); err != nil {
+		return err
+	}
+	if strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml") {
+		return fmt.Errorf("file %q: a non-node status file must not look like a node's (.yaml)", name)
+	}
+	return nil
+}
+
 // Stats returns the running totals.
 func (c *Committer) Stats() Stats {
 	return Stats{
@@ -283,7 +307,12 @@ func normalise(changes []Change) ([]Change, error) {
 		if err := ValidNode(ch.Node); err != nil {
 			return nil, err
 		}
-		byNode[ch.Node] = ch
+		if ch.File != "" {
+			if err := validFile(ch.File); err != nil {
+				return nil, err
+			}
+		}
+		byNode[ch.fileName()] = ch
 	}
 	out := make([]Change, 0, len(byNode))
 	for _, ch := range byNode {
@@ -322,7 +351,7 @@ func (c *Committer) build(st storage.Storer, base plumbing.Hash, changes []Chang
 	var summaries []string
 	newRoot, err := c.rewrite(st, rootHash, c.dir, func(entries map[string]object.TreeEntry) error {
 		for _, ch := range changes {
-			name := ch.Node + ".yaml"
+			name := ch.fileName()
 			old, had := entries[name]
 			if ch.Data == nil {
 				if !had {

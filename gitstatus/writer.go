@@ -62,6 +62,23 @@ func (w *Writer) Update(node string, data []byte, summary string) error {
 	return nil
 }
 
+// UpdateFile records the content of a status-directory file that is not a
+// node's status (nil deletes it); see Change.File.
+func (w *Writer) UpdateFile(file string, data []byte, summary string) error {
+	if err := validFile(file); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	ch := Change{Node: file, File: file, Data: data, Summary: summary}
+	w.pending[pendingKey(ch)] = ch
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // Pending is the number of nodes waiting for a commit.
 func (w *Writer) Pending() int {
 	w.mu.Lock()
@@ -88,8 +105,8 @@ func (w *Writer) Flush(ctx context.Context) (Result, error) {
 	if err != nil {
 		w.mu.Lock()
 		for _, ch := range batch {
-			if _, newer := w.pending[ch.Node]; !newer {
-				w.pending[ch.Node] = ch
+			if _, newer := w.pending[pendingKey(ch)]; !newer {
+				w.pending[pendingKey(ch)] = ch
 			}
 		}
 		w.mu.Unlock()
@@ -132,4 +149,12 @@ func (w *Writer) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 			}
 		}
 	}
+}
+
+// pendingKey keeps node statuses and other files apart in the pending set.
+func pendingKey(ch Change) string {
+	if ch.File != "" {
+		return "file:" + ch.File
+	}
+	return ch.Node
 }

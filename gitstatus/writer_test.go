@@ -164,3 +164,42 @@ func TestWriterKeepsChangesOnFailure(t *testing.T) {
 		t.Errorf("stats = %+v, want 1 commit and 1 failure", got)
 	}
 }
+
+// TestWriterFile: a non-node file (the daemon's report of an invalid
+// inventory) is written beside the node statuses and removed with nil; a
+// name that looks like a node status is refused.
+func TestWriterFile(t *testing.T) {
+	bare, src, _ := setup(t)
+	c, err := gitstatus.New(gitstatus.Config{Source: src, Dir: "status", Author: bot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := gitstatus.NewWriter(c, gitstatus.WriterConfig{Interval: time.Hour})
+	if err := w.UpdateFile("invalid.yaml", []byte("x"), ""); err == nil {
+		t.Error("UpdateFile accepted a .yaml name")
+	}
+	if err := w.UpdateFile("inventory-errors.txt", []byte("nodes/a.yaml:1:1: bad\n"), "invalid inventory"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Update("inventory-errors", []byte("v: 1\n"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := gittest.Git(t, bare, "show", "main:status/inventory-errors.txt"); got != "nodes/a.yaml:1:1: bad" {
+		t.Errorf("report = %q", got)
+	}
+	if got := gittest.Git(t, bare, "show", "main:status/inventory-errors.yaml"); got != "v: 1" {
+		t.Errorf("node status beside the report = %q", got)
+	}
+	if err := w.UpdateFile("inventory-errors.txt", nil, "inventory valid again"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gittest.TryGit(bare, "show", "main:status/inventory-errors.txt"); err == nil {
+		t.Error("report still there after removal")
+	}
+}

@@ -172,9 +172,24 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		sink   apply.StatusSink
 	)
 	var firstSite *schema.Site
+	var report daemon.FileWriter
 	if a.local != "" {
 		src = localSource(a.local, log)
-		sink = apply.DirSink{Dir: filepath.Join(a.local, schema.DefaultStatusDir)}
+		statusDir := filepath.Join(a.local, schema.DefaultStatusDir)
+		sink = apply.DirSink{Dir: statusDir}
+		report = func(name string, data []byte, _ string) error {
+			p := filepath.Join(statusDir, name)
+			if data == nil {
+				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				return nil
+			}
+			if err := os.MkdirAll(statusDir, 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(p, data, 0o644)
+		}
 	} else {
 		auth := gitsource.Auth{Username: a.gitUsername, SSHKeyFile: a.sshKey, KnownHostsFile: a.knownHosts}
 		if a.gitPasswordEnv != "" {
@@ -228,6 +243,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 			metrics.PushRetries.Add(float64(r.Retries))
 		}})
 		sink = &daemon.GitSink{W: writer}
+		report = writer.UpdateFile
 		poll := a.poll
 		if poll == 0 {
 			poll = 30 * time.Second
@@ -242,7 +258,8 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	src = tree.wrap(src, media)
 
 	trigger := make(chan struct{}, 1)
-	d, err := daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger})
+	d, err := daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger,
+		Invalid: daemon.FileReporter{Write: report, Log: log}})
 	if err != nil {
 		return err
 	}

@@ -279,6 +279,10 @@ func TestServeFollowsTheRemote(t *testing.T) {
 	gittest.Git(t, work, "commit", "-qam", "Broken YAML")
 	pushWithRebase(t, work)
 	waitFor(t, "the invalid commit to be refused", func() bool { return metric(t, d.addr, "metalsync_invalid_commits_total") >= 1 })
+	waitFor(t, "the refusal reported in the status directory", func() bool {
+		out, err := gittest.TryGit(bare, "show", "main:status/inventory-errors.txt")
+		return err == nil && strings.Contains(out, "nodes/rack0000/"+f.ids[0]+".yaml:1:")
+	})
 	before := f.sim.TotalCounts()
 	time.Sleep(time.Second) // several poll intervals: any action would have started
 	if after := f.sim.TotalCounts(); after != before {
@@ -293,6 +297,10 @@ func TestServeFollowsTheRemote(t *testing.T) {
 	waitFor(t, f.ids[2]+" powered off", func() bool {
 		st, _ := f.sim.System(f.ids[2])
 		return st.PowerState == "Off"
+	})
+	waitFor(t, "the refusal report removed", func() bool {
+		_, err := gittest.TryGit(bare, "show", "main:status/inventory-errors.txt")
+		return err != nil
 	})
 	if _, err := gittest.TryGit(bare, "merge-base", "--is-ancestor", human, "main"); err != nil {
 		t.Errorf("the human commit %s is not in main's history", human[:8])
