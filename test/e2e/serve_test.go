@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -106,10 +105,10 @@ func (f *fleet) inventory() map[string]string {
 
 // daemon is one `metalsync serve` process.
 type daemon struct {
-	cmd  *exec.Cmd
-	addr string
-	logs *bytes.Buffer
-	done chan error
+	cmd    *exec.Cmd
+	addr   string
+	logs   bytes.Buffer  // written by the log reader until exited is closed
+	exited chan struct{} // closed once the process is gone and its log read
 }
 
 func freePort(t *testing.T) int {
@@ -123,25 +122,24 @@ func freePort(t *testing.T) int {
 
 func startDaemon(t *testing.T, repo string, port int) *daemon {
 	t.Helper()
-	d := &daemon{addr: fmt.Sprintf("127.0.0.1:%d", port), logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemon{addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
 	d.cmd = exec.Command(binary, "serve", "--repo", repo, "--listen", d.addr, "--poll", "300ms",
 		"--status-interval", "300ms", "--simulate-agent", "--webhook-secret-env", "HOOK", "--log-format", "json")
 	d.cmd.Env = append(os.Environ(), "BMC_USERNAME="+bmcUser, "BMC_PASSWORD="+bmcPass, "HOOK="+hookKey)
-	pr, pw := io.Pipe()
-	d.cmd.Stderr = pw
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			d.logs.WriteString(sc.Text() + "\n")
-		}
-	}()
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { d.done <- d.cmd.Wait(); pw.Close() }()
+	go func() {
+		io.Copy(&d.logs, stderr) // until the process exits
+		d.cmd.Wait()
+		close(d.exited)
+	}()
 	t.Cleanup(func() {
-		_ = d.cmd.Process.Kill()
-		<-d.done
+		d.kill()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.logs.String())
 		}
@@ -158,6 +156,12 @@ func startDaemon(t *testing.T, repo string, port int) *daemon {
 		return resp.StatusCode == http.StatusOK
 	})
 	return d
+}
+
+// kill ends the process with SIGKILL and waits for it.
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
 }
 
 // waitFor polls cond. The deadline only bounds a hung test.
@@ -337,11 +341,7 @@ func TestServeResumesAfterKill(t *testing.T) {
 		}
 		return false
 	})
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-d.done
-	d.done <- nil // for the cleanup
+	d.kill()
 	startDaemon(t, srv.URL("inv.git"), port)
 	waitFor(t, "every node's status on the remote", func() bool { return converged(f, bare) })
 	for i, id := range f.ids {
