@@ -64,6 +64,9 @@ type Config struct {
 	// retried later.
 	RetryDelay time.Duration
 	Now        func() time.Time
+	// Loader loads revisions; sharing one with the caller lets a file read
+	// before Run be validated once. Nil uses a private one.
+	Loader *schema.Loader
 }
 
 // Daemon is one reconciler. Create it with New and start it with Run.
@@ -105,6 +108,9 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Loader == nil {
+		cfg.Loader = &schema.Loader{}
 	}
 	return &Daemon{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}, nil
 }
@@ -186,7 +192,8 @@ func (d *Daemon) kick() {
 // good one, so an invalid commit changes no hardware.
 func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
 	start := time.Now()
-	inv, diags := schema.Load(fsys)
+	// Only files that changed since the last revision are validated again.
+	inv, diags := d.cfg.Loader.Load(fsys)
 	m := d.cfg.Metrics
 	if diags.HasErrors() {
 		m.InvalidCommits.Inc()

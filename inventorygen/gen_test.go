@@ -1,6 +1,7 @@
 package inventorygen_test
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"testing/fstest"
@@ -39,5 +40,26 @@ func BenchmarkLoad(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkReload is the daemon's case: the same 10,000-node inventory
+// again with one node changed, through a schema.Loader.
+func BenchmarkReload(b *testing.B) {
+	files := inventorygen.Files(inventorygen.Options{Nodes: 10000})
+	fsys := fstest.MapFS{}
+	for p, d := range files {
+		fsys[p] = &fstest.MapFile{Data: d}
+	}
+	var l schema.Loader
+	if _, diags := l.Load(fsys); diags.HasErrors() {
+		b.Fatal(diags)
+	}
+	p := "nodes/rack0000/" + inventorygen.NodeName(0, 40) + ".yaml"
+	for i := 0; b.Loop(); i++ {
+		fsys[p] = &fstest.MapFile{Data: append(append([]byte(nil), files[p]...), fmt.Sprintf("# edit %d\n", i)...)}
+		if _, diags := l.Load(fsys); diags.HasErrors() {
+			b.Fatal(diags)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package schema
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -65,6 +67,10 @@ type result struct {
 // errors (with the files that were valid), so that callers can show as much
 // as possible; callers that act must check Diagnostics.Err first.
 func Load(fsys fs.FS) (*Inventory, Diagnostics) {
+	return load(fsys, nil)
+}
+
+func load(fsys fs.FS, l *Loader) (*Inventory, Diagnostics) {
 	var diags Diagnostics
 	inv := &Inventory{Status: map[string]*NodeStatus{}}
 
@@ -121,7 +127,7 @@ func Load(fsys fs.FS) (*Inventory, Diagnostics) {
 		}
 	}
 
-	results := loadAll(fsys, jobs)
+	results := loadAll(fsys, jobs, l)
 	invalid := map[string][]string{} // kind -> names of files with errors
 	for _, r := range results {
 		diags = append(diags, r.diags...)
@@ -164,53 +170,112 @@ func isYAML(name string) bool {
 	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
+// Loader loads inventories and remembers each file's result by its path
+// and content, so that loading a revision in which few files changed
+// validates only those: the daemon reloads on every commit. Decoded values
+// are shared between loads and must not be modified. A Loader is safe for
+// concurrent use; the zero value is ready.
+type Loader struct {
+	mu   sync.Mutex
+	prev map[fileKey]result // results of the last Load; guarded by mu
+}
+
+type fileKey struct {
+	path string
+	sum  [sha256.Size]byte
+}
+
+// Load is schema.Load with the loader's memory of the previous load.
+func (l *Loader) Load(fsys fs.FS) (*Inventory, Diagnostics) {
+	return load(fsys, l)
+}
+
 // loadAll validates files on every core, each worker with its own schema
 // compilation. Results keep the order of jobs.
-func loadAll(fsys fs.FS, jobs []job) []result {
+func loadAll(fsys fs.FS, jobs []job, l *Loader) []result {
 	results := make([]result, len(jobs))
+	var prev, next map[fileKey]result
+	var nextMu sync.Mutex
+	if l != nil {
+		l.mu.Lock()
+		prev = l.prev
+		l.mu.Unlock()
+		next = make(map[fileKey]result, len(jobs))
+	}
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(jobs)/64))
 	var wg sync.WaitGroup
-	next := make(chan int)
+	ch := make(chan int)
 	for range workers {
 		wg.Go(func() {
 			var c *compiled
 			n := 0
-			for i := range next {
+			for i := range ch {
+				j := jobs[i]
+				data, r, ok := readJob(fsys, j)
+				if !ok {
+					results[i] = r
+					continue
+				}
+				var key fileKey
+				if l != nil {
+					key = fileKey{path: j.path, sum: sha256.Sum256(data)}
+					if r, hit := prev[key]; hit {
+						results[i] = r
+						nextMu.Lock()
+						next[key] = r
+						nextMu.Unlock()
+						continue
+					}
+				}
 				if c == nil || n >= filesPerContext {
 					var err error
 					if c, err = compile(); err != nil {
-						results[i] = result{path: jobs[i].path, diags: Diagnostics{{File: jobs[i].path, Severity: SevError, Code: CodeSchema, Message: err.Error()}}}
+						results[i] = result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeSchema, Message: err.Error()}}}
 						continue
 					}
 					n = 0
 				}
 				n++
-				results[i] = loadOne(fsys, c, jobs[i])
+				results[i] = loadFile(c, j, data)
+				if l != nil {
+					nextMu.Lock()
+					next[key] = results[i]
+					nextMu.Unlock()
+				}
 			}
 		})
 	}
 	for i := range jobs {
-		next <- i
+		ch <- i
 	}
-	close(next)
+	close(ch)
 	wg.Wait()
+	if l != nil {
+		l.mu.Lock()
+		l.prev = next
+		l.mu.Unlock()
+	}
 	return results
 }
 
-func loadOne(fsys fs.FS, c *compiled, j job) result {
+// readJob reads a file, refusing absurd sizes before CUE sees them.
+func readJob(fsys fs.FS, j job) ([]byte, result, bool) {
+	fail := func(msg string) ([]byte, result, bool) {
+		return nil, result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: msg}}}, false
+	}
 	f, err := fsys.Open(j.path)
 	if err != nil {
-		return result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()}}}
+		return fail("cannot read: " + err.Error())
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.Size() > maxFileSize {
-		return result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: fmt.Sprintf("file is %d bytes; inventory files are limited to %d", st.Size(), maxFileSize)}}}
+		return fail(fmt.Sprintf("file is %d bytes; inventory files are limited to %d", st.Size(), maxFileSize))
 	}
-	data, err := fs.ReadFile(fsys, j.path)
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()}}}
+		return fail("cannot read: " + err.Error())
 	}
-	return loadFile(c, j, data)
+	return data, result{}, true
 }
 
 // loadFile validates one file against the definition of its kind and

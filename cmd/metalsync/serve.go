@@ -164,6 +164,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		defer os.RemoveAll(dir)
 		mediaDir = dir
 	}
+	loader := &schema.Loader{}
 	media := &sitePublisher{log: log}
 	driverOf := func(string) string { return "" }
 	var (
@@ -211,7 +212,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		if err != nil {
 			return err
 		}
-		inv, _ := schema.Load(fsys)
+		inv, _ := loader.Load(fsys)
 		if inv != nil {
 			firstSite = inv.Site
 		}
@@ -255,16 +256,22 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		}
 		src = gitSource{src: gs, interval: poll}
 	}
-	src = tree.wrap(src, media)
+	src = tree.wrap(src)
 
 	trigger := make(chan struct{}, 1)
-	d, err := daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger,
+	d, err := daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
 		Invalid: daemon.FileReporter{Write: report, Log: log}})
 	if err != nil {
 		return err
 	}
 	ex.Sink = d.Sink(sink)
 	ex.Media = media
+	media.site = func() *schema.Site {
+		if _, inv := d.Revision(); inv != nil {
+			return inv.Site
+		}
+		return nil
+	}
 	driverOf = func(node string) string {
 		_, inv := d.Revision()
 		if inv == nil {
@@ -373,14 +380,13 @@ func (t *currentTree) ReadFile(name string) ([]byte, error) {
 	return fs.ReadFile(fsys, filepath.ToSlash(filepath.Clean(name)))
 }
 
-func (t *currentTree) wrap(src daemon.Source, media *sitePublisher) daemon.Source {
-	return treeSource{t: t, next: src, media: media}
+func (t *currentTree) wrap(src daemon.Source) daemon.Source {
+	return treeSource{t: t, next: src}
 }
 
 type treeSource struct {
-	t     *currentTree
-	next  daemon.Source
-	media *sitePublisher
+	t    *currentTree
+	next daemon.Source
 }
 
 func (s treeSource) Run(ctx context.Context, trigger <-chan struct{}, on func(context.Context, string, fs.FS)) error {
@@ -388,22 +394,21 @@ func (s treeSource) Run(ctx context.Context, trigger <-chan struct{}, on func(co
 		s.t.mu.Lock()
 		s.t.fsys = fsys
 		s.t.mu.Unlock()
-		if inv, diags := schema.Load(fsys); !diags.HasErrors() {
-			s.media.setSite(inv.Site)
-		}
 		on(ctx, rev, fsys)
 	})
 }
 
 // sitePublisher renders and publishes boot media with the settings of the
-// current site file; the media server exists once the listener is up.
+// site file of the revision being reconciled; the media server exists once
+// the listener is up.
 type sitePublisher struct {
-	log *slog.Logger
+	log  *slog.Logger
+	site func() *schema.Site // the current revision's site file
 
-	mu   sync.Mutex
-	srv  *mediaserver.Server    // guarded by mu
-	site *schema.Site           // guarded by mu
-	pub  *mediaserver.Publisher // for srv and site; guarded by mu
+	mu      sync.Mutex
+	srv     *mediaserver.Server    // guarded by mu
+	pub     *mediaserver.Publisher // for srv and pubSite; guarded by mu
+	pubSite *schema.Site           // guarded by mu
 }
 
 func (p *sitePublisher) setServer(srv *mediaserver.Server) {
@@ -412,24 +417,22 @@ func (p *sitePublisher) setServer(srv *mediaserver.Server) {
 	p.srv, p.pub = srv, nil
 }
 
-func (p *sitePublisher) setSite(site *schema.Site) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.site, p.pub = site, nil
-}
-
 func (p *sitePublisher) publisher() (*mediaserver.Publisher, error) {
+	var site *schema.Site
+	if p.site != nil {
+		site = p.site()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.srv == nil {
 		return nil, errors.New("media server not started yet")
 	}
-	if p.pub == nil {
-		pub, err := mediaserver.NewPublisher(p.srv, p.site, mediaserver.PublisherOptions{})
+	if p.pub == nil || p.pubSite != site {
+		pub, err := mediaserver.NewPublisher(p.srv, site, mediaserver.PublisherOptions{})
 		if err != nil {
 			return nil, err
 		}
-		p.pub = pub
+		p.pub, p.pubSite = pub, site
 	}
 	return p.pub, nil
 }
