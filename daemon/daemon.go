@@ -197,11 +197,11 @@ func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
 	m := d.cfg.Metrics
 	if diags.HasErrors() {
 		m.InvalidCommits.Inc()
-		m.InventoryErrors.Set(float64(countErrors(diags)))
+		m.InventoryErrors.Set(float64(diags.Errors()))
 		d.mu.Lock()
 		d.invalid = rev
 		d.mu.Unlock()
-		d.log.Warn("inventory revision is invalid; still reconciling the last valid one", "revision", short(rev), "errors", countErrors(diags))
+		d.log.Warn("inventory revision is invalid; still reconciling the last valid one", "revision", short(rev), "errors", diags.Errors())
 		for _, dg := range diags {
 			d.log.Warn("invalid inventory", "revision", short(rev), "diagnostic", dg.String())
 		}
@@ -375,16 +375,6 @@ func actionable(p plan.Plan) bool {
 		}
 	}
 	return false
-}
-
-func countErrors(ds schema.Diagnostics) int {
-	n := 0
-	for _, d := range ds {
-		if d.Severity == schema.SevError {
-			n++
-		}
-	}
-	return n
 }
 
 func short(rev string) string {

@@ -85,7 +85,7 @@ func (r FileReporter) ReportInvalid(rev string, diags schema.Diagnostics) {
 		b.WriteString("The last valid revision is still being reconciled. Fix these and push again:\n\n")
 		b.WriteString(diags.String())
 		data = []byte(b.String())
-		summary = fmt.Sprintf("inventory %s invalid: %d errors", short(rev), countErrors(diags))
+		summary = fmt.Sprintf("inventory %s invalid: %d errors", short(rev), diags.Errors())
 	}
 	if err := r.Write(InvalidReportFile, data, summary); err != nil && r.Log != nil {
 		r.Log.Warn("write invalid-inventory report", "err", err)

@@ -74,13 +74,17 @@ func (d Diagnostic) String() string {
 type Diagnostics []Diagnostic
 
 // HasErrors reports whether any diagnostic is an error.
-func (ds Diagnostics) HasErrors() bool {
+func (ds Diagnostics) HasErrors() bool { return ds.Errors() > 0 }
+
+// Errors counts the diagnostics that are errors (not warnings).
+func (ds Diagnostics) Errors() int {
+	n := 0
 	for _, d := range ds {
 		if d.Severity == SevError {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // Err returns nil when there are no errors, or an error listing all of them.
@@ -133,12 +137,7 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string {
-	n := 0
-	for _, d := range e.Diagnostics {
-		if d.Severity == SevError {
-			n++
-		}
-	}
+	n := e.Diagnostics.Errors()
 	first := ""
 	for _, d := range e.Diagnostics {
 		if d.Severity == SevError {

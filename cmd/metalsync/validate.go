@@ -69,23 +69,13 @@ func runValidate(_ context.Context, args []string, env *Env) int {
 		if rep.Valid {
 			fmt.Fprintf(env.Out, "%s, %s, %s: valid\n", plural(rep.Nodes, "node"), plural(rep.Owners, "owner"), plural(rep.Templates, "template"))
 		} else {
-			fmt.Fprintf(env.Err, "%s: invalid\n", plural(countErrors(diags), "error"))
+			fmt.Fprintf(env.Err, "%s: invalid\n", plural(diags.Errors(), "error"))
 		}
 	}
 	if !rep.Valid {
 		return exitError
 	}
 	return exitOK
-}
-
-func countErrors(ds schema.Diagnostics) int {
-	n := 0
-	for _, d := range ds {
-		if d.Severity == schema.SevError {
-			n++
-		}
-	}
-	return n
 }
 
 func plural(n int, word string) string {
