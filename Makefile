@@ -38,6 +38,7 @@ fuzz: ## run each fuzz target for a short while (the seed corpus runs in make te
 bench: build ## run the benchmarks (figures go to stdout; see README "Performance")
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -benchmem ./...
 	./test/bench/validate.sh
+	./test/bench/plan.sh
 
 verify: ## gofmt, go vet, go mod tidy leave no diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

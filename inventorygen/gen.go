@@ -5,6 +5,7 @@ package inventorygen
 
 import (
 	"fmt"
+	"metalsync.dev/metalsync/schema"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,19 @@ type Options struct {
 	PerRack int // nodes per rack directory; default 40
 	// Driver picks the BMC scheme: "redfish" (default), "ipmi" or "fake".
 	Driver string
+	// Status also writes status/<node>.yaml as if every node had reached
+	// its desired state, except that a Drift share of nodes (0–1) is
+	// observed powered off: they plan a power change.
+	Status bool
+	Drift  float64
+}
+
+const imageURL = "https://images.example.net/ubuntu-24.04-server.raw"
+const imageSum = "sha256:84f825635599f81ed33f62c5fc4c73f66044d1468b060d65f83855eb9c8bfe77"
+
+// desiredState is the provision state of the i-th node.
+func desiredState(i int) string {
+	return []string{"active", "active", "active", "available", "manageable"}[i%5]
 }
 
 // NodeName returns the name of the i-th generated node.
@@ -46,8 +60,33 @@ func Files(o Options) map[string][]byte {
 		writeNode(&b, i, o)
 		rack := i / o.PerRack
 		files[fmt.Sprintf("nodes/rack%04d/%s.yaml", rack, NodeName(i, o.PerRack))] = []byte(b.String())
+		if o.Status {
+			files["status/"+NodeName(i, o.PerRack)+".yaml"] = status(i, o)
+		}
 	}
 	return files
+}
+
+// status is the recorded status of a settled node.
+func status(i int, o Options) []byte {
+	st := schema.NodeStatusBody{
+		ProvisionState: desiredState(i),
+		Power:          "on",
+		Updated:        "2026-11-01T00:00:00Z",
+		Inspect:        &schema.Inspected{At: "2026-11-01T00:00:00Z"},
+	}
+	if st.ProvisionState == "active" {
+		st.Deployed = &schema.Deployed{Image: imageURL, Checksum: imageSum, At: "2026-11-01T00:00:00Z"}
+	}
+	// Spread the drifting nodes evenly over the fleet.
+	if o.Drift > 0 && int(float64(i+1)*o.Drift) != int(float64(i)*o.Drift) {
+		st.Power = "off"
+	}
+	b, err := schema.MarshalStatus(&schema.NodeStatus{Metadata: schema.Meta{Name: NodeName(i, o.PerRack)}, Status: st})
+	if err != nil {
+		panic(err) // a fixed, valid structure
+	}
+	return b
 }
 
 // Write writes the inventory under dir.
@@ -77,7 +116,7 @@ func writeNode(b *strings.Builder, i int, o Options) {
 		addr = fmt.Sprintf("redfish+https://10.%d.%d.%d/redfish/v1/Systems/1", 128+(i>>16), (i>>8)&255, i&255)
 	}
 	owner := []string{"platform", "tenant-a", "tenant-b"}[i%3]
-	state := []string{"active", "active", "active", "available", "manageable"}[i%5]
+	state := desiredState(i)
 	mac := func(nic int) string {
 		return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", nic, (i>>16)&255, (i>>8)&255, i&255, 0)
 	}
@@ -101,11 +140,7 @@ spec:
     state: %s
 `, name, addr, owner, rack, state)
 	if state == "active" {
-		b.WriteString(`    image:
-      url: https://images.example.net/ubuntu-24.04-server.raw
-      checksum: sha256:84f825635599f81ed33f62c5fc4c73f66044d1468b060d65f83855eb9c8bfe77
-    deployTemplates: [raid1-os]
-`)
+		fmt.Fprintf(b, "    image:\n      url: %s\n      checksum: %s\n    deployTemplates: [raid1-os]\n", imageURL, imageSum)
 	}
 	fmt.Fprintf(b, `  network:
     links:

@@ -63,3 +63,28 @@ func BenchmarkReload(b *testing.B) {
 		}
 	}
 }
+
+// TestGeneratedStatus: with status, a settled fleet plans nothing except
+// the drifting share.
+func TestGeneratedStatus(t *testing.T) {
+	fsys := fstest.MapFS{}
+	for p, b := range inventorygen.Files(inventorygen.Options{Nodes: 200, Driver: "fake", Status: true, Drift: 0.1}) {
+		fsys[p] = &fstest.MapFile{Data: b}
+	}
+	inv, diags := schema.Load(fsys)
+	if len(diags) != 0 {
+		t.Fatal(diags)
+	}
+	if len(inv.Status) != 200 {
+		t.Fatalf("%d status files", len(inv.Status))
+	}
+	off := 0
+	for _, st := range inv.Status {
+		if st.Status.Power == "off" {
+			off++
+		}
+	}
+	if off != 20 {
+		t.Errorf("%d nodes drift, want 20", off)
+	}
+}

@@ -16,12 +16,14 @@ func main() {
 	perRack := flag.Int("per-rack", 40, "nodes per rack directory")
 	driver := flag.String("driver", "redfish", "BMC driver of the nodes: redfish, ipmi or fake")
 	out := flag.String("o", "", "output directory (required)")
+	status := flag.Bool("status", false, "also write status files, as if every node had settled")
+	drift := flag.Float64("drift", 0, "with -status: share of nodes (0-1) observed powered off, so that they plan a change")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "gen: -o DIR is required")
 		os.Exit(64)
 	}
-	if err := inventorygen.Write(*out, inventorygen.Options{Nodes: *n, PerRack: *perRack, Driver: *driver}); err != nil {
+	if err := inventorygen.Write(*out, inventorygen.Options{Nodes: *n, PerRack: *perRack, Driver: *driver, Status: *status, Drift: *drift}); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
