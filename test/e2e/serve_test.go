@@ -111,7 +111,7 @@ type daemon struct {
 	exited chan struct{} // closed once the process is gone and its log read
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -120,11 +120,16 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startDaemon(t *testing.T, repo string, port int) *daemon {
+func startDaemon(t testing.TB, repo string, port int) *daemon {
+	return startDaemonArgs(t, repo, port, "--poll", "300ms")
+}
+
+func startDaemonArgs(t testing.TB, repo string, port int, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
-	d.cmd = exec.Command(binary, "serve", "--repo", repo, "--listen", d.addr, "--poll", "300ms",
-		"--status-interval", "300ms", "--simulate-agent", "--webhook-secret-env", "HOOK", "--log-format", "json")
+	args := append([]string{"serve", "--repo", repo, "--listen", d.addr,
+		"--status-interval", "300ms", "--simulate-agent", "--webhook-secret-env", "HOOK", "--log-format", "json"}, extra...)
+	d.cmd = exec.Command(binary, args...)
 	d.cmd.Env = append(os.Environ(), "BMC_USERNAME="+bmcUser, "BMC_PASSWORD="+bmcPass, "HOOK="+hookKey)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
@@ -165,7 +170,7 @@ func (d *daemon) kill() {
 }
 
 // waitFor polls cond. The deadline only bounds a hung test.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
@@ -313,7 +318,7 @@ func TestServeFollowsTheRemote(t *testing.T) {
 
 // pushWithRebase pushes like a person whose push races the daemon's status
 // commits.
-func pushWithRebase(t *testing.T, work string) {
+func pushWithRebase(t testing.TB, work string) {
 	t.Helper()
 	for range 20 {
 		if _, err := gittest.TryGit(work, "push", "-q", "origin", "main"); err == nil {
