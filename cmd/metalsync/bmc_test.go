@@ -15,6 +15,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"metalsync.dev/metalsync/drivers/redfish/mockupserver"
+	"metalsync.dev/metalsync/ipmisim"
 	"metalsync.dev/metalsync/redfishsim"
 )
 
@@ -26,6 +27,7 @@ import (
 //	$BMC_MOCKUP_URL  the DMTF public-tower mockup (virtual media by PATCH)
 //	$BMC_NOMEDIA_URL the same mockup without any virtual media
 //	$IMAGE_URL       an image the simulated BMC can fetch
+//	$IPMI_URL        a simulated IPMI BMC (go-ipmi's reference BMC on UDP)
 //
 // with user $BMC_USER and the password in $METALSYNC_BMC_PASSWORD. They
 // are not in testdata/script because that directory's runner has no such
@@ -90,6 +92,12 @@ func setupBMCFixtures(e *testscript.Env) error {
 	if err := os.WriteFile(caFile, ca, 0o644); err != nil {
 		return err
 	}
+	ipmiBMC, err := ipmisim.Start(ipmisim.Config{Username: bmcTestUser, Password: bmcTestPass})
+	if err != nil {
+		return err
+	}
+	e.Defer(func() { ipmiBMC.Close() })
+	e.Setenv("IPMI_URL", "ipmi://"+ipmiBMC.Addr().String())
 	e.Setenv("BMC_URL", "redfish+"+plain.URL)
 	e.Setenv("BMC_TLS_URL", "redfish+"+tlsSrv.URL)
 	e.Setenv("BMC_CA", caFile)
