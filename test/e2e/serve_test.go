@@ -365,3 +365,46 @@ func TestServeResumesAfterKill(t *testing.T) {
 		}
 	}
 }
+
+// TestServeStopsOnSIGTERM: SIGTERM mid-deploy stops taking new work, lets
+// running steps finish, commits their status and exits 0; the status in Git
+// is then complete enough for a new daemon to finish the job.
+func TestServeStopsOnSIGTERM(t *testing.T) {
+	f := newFleet(t, 5, 500*time.Millisecond)
+	srv := gittest.Daemon(t)
+	bare := gittest.Seed(t, srv.Base, "inv.git", f.inventory())
+	port := freePort(t)
+	d := startDaemon(t, srv.URL("inv.git"), port)
+	waitFor(t, "a deploy in flight in the remote's status", func() bool {
+		for _, id := range f.ids {
+			if strings.Contains(remoteStatus(bare, id), "kind: deploy") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-d.exited
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	if !strings.Contains(d.logs.String(), "stopping") {
+		t.Errorf("no shutdown in the log")
+	}
+	// What it committed last lets a new daemon finish without repeats.
+	startDaemon(t, srv.URL("inv.git"), port)
+	waitFor(t, "every node's status on the remote", func() bool { return converged(f, bare) })
+	for i, id := range f.ids {
+		creates := 0
+		for _, r := range f.sim.RequestsFor(id) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/Volumes") && r.Status < 300 {
+				creates++
+			}
+		}
+		if want := map[bool]int{true: 1, false: 0}[wantState(i) == "active"]; creates != want {
+			t.Errorf("%s: %d volume creations, want %d", id, creates, want)
+		}
+	}
+}
