@@ -64,6 +64,9 @@ type Config struct {
 	// retried later.
 	RetryDelay time.Duration
 	Now        func() time.Time
+	// OnLoad, when set, sees every valid revision before it is planned
+	// (the Git status sink learns where status files belong).
+	OnLoad func(rev string, inv *schema.Inventory)
 	// Loader loads revisions; sharing one with the caller lets a file read
 	// before Run be validated once. Nil uses a private one.
 	Loader *schema.Loader
@@ -211,6 +214,9 @@ func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
 		return
 	}
 	m.InventoryErrors.Set(0)
+	if d.cfg.OnLoad != nil {
+		d.cfg.OnLoad(rev, inv)
+	}
 	d.mu.Lock()
 	first := d.good == nil
 	d.good = &revision{rev: rev, inv: inv}

@@ -3,25 +3,54 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
+	"path"
 	"strings"
 	"sync"
 
 	"metalsync.dev/metalsync/schema"
 )
 
-// StatusUpdater takes a node's status file (nil deletes it) with a summary
-// for the commit message; *gitstatus.Writer is one.
+// StatusUpdater takes a node's status file in a sub-directory of the
+// status directory (nil data deletes it), with a summary for the commit
+// message; *gitstatus.Writer is one.
 type StatusUpdater interface {
-	Update(node string, data []byte, summary string) error
+	UpdateAt(dir, node string, data []byte, summary string) error
 }
 
 // GitSink writes status files through a coalescing Git writer. It is the
-// executor's status sink in daemon mode.
+// executor's status sink in daemon mode. A node's status goes to the
+// sub-directory of status/ that mirrors its file under nodes/
+// (nodes/rack1/r1-n01.yaml → status/rack1/r1-n01.yaml), so that a status
+// commit rewrites small trees, not one tree as large as the fleet.
 type GitSink struct {
 	W StatusUpdater
 
-	mu   sync.Mutex
-	last map[string]string // node -> last written provision state; guarded by mu
+	mu    sync.Mutex
+	last  map[string]string // node -> last written provision state; guarded by mu
+	want  map[string]string // node -> status sub-directory its spec asks for; guarded by mu
+	where map[string]string // node -> sub-directory its status file is in now; guarded by mu
+}
+
+// Track records, for each revision, where each node's status belongs and
+// (from the status files the revision holds) where it is now.
+func (g *GitSink) Track(inv *schema.Inventory) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.where == nil {
+		g.where = map[string]string{}
+	}
+	g.want = map[string]string{}
+	for _, n := range inv.Nodes {
+		g.want[n.Name()] = inv.StatusSubDir(n.Name())
+	}
+	for name := range inv.Status {
+		if _, known := g.where[name]; !known {
+			g.where[name] = path.Dir(inv.StatusPath(name))
+			if g.where[name] == "." {
+				g.where[name] = ""
+			}
+		}
+	}
 }
 
 // WriteStatus implements apply.StatusSink.
@@ -34,8 +63,14 @@ func (g *GitSink) WriteStatus(node string, st schema.NodeStatusBody) error {
 	if g.last == nil {
 		g.last = map[string]string{}
 	}
+	if g.where == nil {
+		g.where = map[string]string{}
+	}
 	prev := g.last[node]
 	g.last[node] = st.ProvisionState
+	dir := g.want[node]
+	old, had := g.where[node]
+	g.where[node] = dir
 	g.mu.Unlock()
 	summary := st.ProvisionState
 	if prev != "" && prev != st.ProvisionState {
@@ -44,7 +79,12 @@ func (g *GitSink) WriteStatus(node string, st schema.NodeStatusBody) error {
 	if st.Fault != nil {
 		summary += " (fault: " + st.Fault.Reason + ")"
 	}
-	if err := g.W.Update(node, b, summary); err != nil {
+	if had && old != dir {
+		if err := g.W.UpdateAt(old, node, nil, "moved to "+path.Join(dir, node+".yaml")); err != nil {
+			return fmt.Errorf("status of %s: %w", node, err)
+		}
+	}
+	if err := g.W.UpdateAt(dir, node, b, summary); err != nil {
 		return fmt.Errorf("status of %s: %w", node, err)
 	}
 	return nil
@@ -54,8 +94,10 @@ func (g *GitSink) WriteStatus(node string, st schema.NodeStatusBody) error {
 func (g *GitSink) ForgetStatus(node string) error {
 	g.mu.Lock()
 	delete(g.last, node)
+	dir := g.where[node]
+	delete(g.where, node)
 	g.mu.Unlock()
-	if err := g.W.Update(node, nil, "forgotten"); err != nil {
+	if err := g.W.UpdateAt(dir, node, nil, "forgotten"); err != nil {
 		return fmt.Errorf("status of %s: %w", node, err)
 	}
 	return nil

@@ -64,6 +64,11 @@ type Config struct {
 // Change is the new content of one node's status file.
 type Change struct {
 	Node string
+	// Dir is the sub-directory of the status directory the file lives in
+	// ("rack1", "dc1/rack1"), mirroring the node's place under nodes/ so
+	// that no tree grows with the whole fleet; "" is the status directory
+	// itself. A node that moves gets a nil Data change at its old Dir.
+	Dir string
 	// File, when set, names a file of the status directory that is not a
 	// node's status (the daemon's report of an invalid inventory); it must
 	// not end in .yaml or .yml, so that no reader takes it for a node.
@@ -182,7 +187,15 @@ func ValidNode(node string) error {
 	return nil
 }
 
-// fileName is the change's file in the status directory.
+// key is the change's path relative to the status directory.
+func (ch Change) key() string {
+	if ch.Dir == "" {
+		return ch.fileName()
+	}
+	return ch.Dir + "/" + ch.fileName()
+}
+
+// fileName is the change's file name in its directory.
 func (ch Change) fileName() string {
 	if ch.File != "" {
 		return ch.File
@@ -312,13 +325,16 @@ func normalise(changes []Change) ([]Change, error) {
 				return nil, err
 			}
 		}
-		byNode[ch.fileName()] = ch
+		if ch.Dir != "" && !validDir(ch.Dir) {
+			return nil, fmt.Errorf("node %s: status sub-directory %q is not a clean relative path", ch.Node, ch.Dir)
+		}
+		byNode[ch.key()] = ch
 	}
 	out := make([]Change, 0, len(byNode))
 	for _, ch := range byNode {
 		out = append(out, ch)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	sort.Slice(out, func(i, j int) bool { return out[i].key() < out[j].key() })
 	return out, nil
 }
 
@@ -349,7 +365,8 @@ func (c *Committer) build(st storage.Storer, base plumbing.Hash, changes []Chang
 		}
 	}
 	var summaries []string
-	newRoot, err := c.rewrite(st, rootHash, c.dir, func(entries map[string]object.TreeEntry) error {
+	// apply edits one directory's entries.
+	apply := func(entries map[string]object.TreeEntry, changes []Change) error {
 		for _, ch := range changes {
 			name := ch.fileName()
 			old, had := entries[name]
@@ -373,6 +390,44 @@ func (c *Committer) build(st storage.Storer, base plumbing.Hash, changes []Chang
 			entries[name] = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: h}
 			b.changed = append(b.changed, ch.Node)
 			summaries = append(summaries, summary(ch, "updated"))
+		}
+		return nil
+	}
+	byDir := map[string][]Change{}
+	for _, ch := range changes {
+		byDir[ch.Dir] = append(byDir[ch.Dir], ch)
+	}
+	dirs := make([]string, 0, len(byDir))
+	for d := range byDir {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	newRoot, err := c.rewrite(st, rootHash, c.dir, func(entries map[string]object.TreeEntry) error {
+		for _, d := range dirs {
+			if d == "" {
+				if err := apply(entries, byDir[d]); err != nil {
+					return err
+				}
+				continue
+			}
+			segs := strings.Split(d, "/")
+			sub := plumbing.ZeroHash
+			if e, ok := entries[segs[0]]; ok {
+				if e.Mode != filemode.Dir {
+					return fmt.Errorf("status sub-directory %s: exists and is not a directory", d)
+				}
+				sub = e.Hash
+			}
+			group := byDir[d]
+			nh, err := c.rewrite(st, sub, segs[1:], func(m map[string]object.TreeEntry) error { return apply(m, group) }, &b.objects)
+			if err != nil {
+				return err
+			}
+			if nh.IsZero() {
+				delete(entries, segs[0])
+			} else {
+				entries[segs[0]] = object.TreeEntry{Name: segs[0], Mode: filemode.Dir, Hash: nh}
+			}
 		}
 		return nil
 	}, &b.objects)

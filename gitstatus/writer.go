@@ -2,6 +2,7 @@ package gitstatus
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -54,6 +55,26 @@ func (w *Writer) Update(node string, data []byte, summary string) error {
 	}
 	w.mu.Lock()
 	w.pending[node] = Change{Node: node, Data: data, Summary: summary}
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// UpdateAt is Update for a status file in a sub-directory of the status
+// directory (see Change.Dir).
+func (w *Writer) UpdateAt(dir, node string, data []byte, summary string) error {
+	if err := ValidNode(node); err != nil {
+		return err
+	}
+	if dir != "" && !validDir(dir) {
+		return fmt.Errorf("node %s: status sub-directory %q is not a clean relative path", node, dir)
+	}
+	ch := Change{Node: node, Dir: dir, Data: data, Summary: summary}
+	w.mu.Lock()
+	w.pending[pendingKey(ch)] = ch
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -155,6 +176,9 @@ func (w *Writer) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 func pendingKey(ch Change) string {
 	if ch.File != "" {
 		return "file:" + ch.File
+	}
+	if ch.Dir != "" {
+		return ch.Dir + "/" + ch.Node
 	}
 	return ch.Node
 }

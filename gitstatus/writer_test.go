@@ -203,3 +203,42 @@ func TestWriterFile(t *testing.T) {
 		t.Error("report still there after removal")
 	}
 }
+
+// TestWriterShardedStatus: status files live in sub-directories that
+// mirror nodes/, and a node that moves is removed from its old place in the
+// same commit.
+func TestWriterShardedStatus(t *testing.T) {
+	bare, src, _ := setup(t)
+	c, err := gitstatus.New(gitstatus.Config{Source: src, Dir: "status", Author: bot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := gitstatus.NewWriter(c, gitstatus.WriterConfig{Interval: time.Hour})
+	if err := w.UpdateAt("../x", "n1", []byte("v: 1\n"), ""); err == nil {
+		t.Error("UpdateAt accepted a directory outside the status directory")
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(w.Update("n1", []byte("v: 0\n"), "")) // a flat, older layout
+	must(w.UpdateAt("dc1/rack1", "n2", []byte("v: 2\n"), ""))
+	_, err = w.Flush(t.Context())
+	must(err)
+	must(w.Update("n1", nil, ""))
+	must(w.UpdateAt("rack1", "n1", []byte("v: 1\n"), ""))
+	must(w.UpdateAt("dc1/rack2", "n3", []byte("v: 3\n"), ""))
+	res, err := w.Flush(t.Context())
+	must(err)
+	if res.Commit == "" {
+		t.Fatal("no commit")
+	}
+	files := gittest.Git(t, bare, "ls-tree", "-r", "--name-only", "main", "status")
+	// r1-n01 and r1-n09 are the seed's.
+	want := "status/dc1/rack1/n2.yaml\nstatus/dc1/rack2/n3.yaml\nstatus/r1-n01.yaml\nstatus/r1-n09.yaml\nstatus/rack1/n1.yaml"
+	if files != want {
+		t.Errorf("status files:\n%s\nwant:\n%s", files, want)
+	}
+}

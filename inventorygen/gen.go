@@ -17,7 +17,7 @@ type Options struct {
 	PerRack int // nodes per rack directory; default 40
 	// Driver picks the BMC scheme: "redfish" (default), "ipmi" or "fake".
 	Driver string
-	// Status also writes status/<node>.yaml as if every node had reached
+	// Status also writes status/<rack>/<node>.yaml as if every node had reached
 	// its desired state, except that a Drift share of nodes (0–1) is
 	// observed powered off: they plan a power change.
 	Status bool
@@ -61,7 +61,8 @@ func Files(o Options) map[string][]byte {
 		rack := i / o.PerRack
 		files[fmt.Sprintf("nodes/rack%04d/%s.yaml", rack, NodeName(i, o.PerRack))] = []byte(b.String())
 		if o.Status {
-			files["status/"+NodeName(i, o.PerRack)+".yaml"] = status(i, o)
+			// Status mirrors nodes/, as the daemon writes it.
+			files[fmt.Sprintf("status/rack%04d/%s.yaml", rack, NodeName(i, o.PerRack))] = status(i, o)
 		}
 	}
 	return files

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"strings"
 )
 
@@ -138,4 +139,35 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
+}
+
+// StatusSubDir is the sub-directory of the status directory that a node's
+// status belongs in: its file's directory below nodes/ ("rack1" for
+// nodes/rack1/r1-n01.yaml, "" for a node directly in nodes/ or unknown).
+// Mirroring the layout keeps every Git tree small on large fleets.
+func (inv *Inventory) StatusSubDir(node string) string {
+	n := inv.Node(node)
+	if n == nil {
+		return ""
+	}
+	return subDir(n.Source.File, NodesDir)
+}
+
+// StatusPath is where node's status file was read from, relative to the
+// status directory ("" when there is none).
+func (inv *Inventory) StatusPath(node string) string {
+	st, ok := inv.Status[node]
+	if !ok || inv.Site == nil {
+		return ""
+	}
+	dir := path.Clean(inv.Site.Spec.Defaults().Status.Directory)
+	return strings.TrimPrefix(st.Source.File, dir+"/")
+}
+
+func subDir(file, top string) string {
+	d := path.Dir(file)
+	if d == top || d == "." {
+		return ""
+	}
+	return strings.TrimPrefix(d, top+"/")
 }

@@ -110,7 +110,7 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		statusDir = schema.DefaultStatusDir
 	}
 	ex := run.ex
-	ex.Sink = apply.DirSink{Dir: filepath.Join(a.dir, statusDir)}
+	ex.Sink = apply.DirSink{Dir: filepath.Join(a.dir, statusDir), SubDir: run.inv.StatusSubDir, Was: run.inv.StatusPath}
 	ex.Observer = &progressView{w: env.Err, start: time.Now()}
 	ex.Clock = apply.RealClock{}
 	rep := ex.Apply(ctx, run.inv, p, run.observed)

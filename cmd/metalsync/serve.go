@@ -173,11 +173,34 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		sink   apply.StatusSink
 	)
 	var firstSite *schema.Site
+	var d *daemon.Daemon // set below; the local sink's closures read it
 	var report daemon.FileWriter
+	var onLoad func(string, *schema.Inventory)
 	if a.local != "" {
 		src = localSource(a.local, log)
 		statusDir := filepath.Join(a.local, schema.DefaultStatusDir)
-		sink = apply.DirSink{Dir: statusDir}
+		// Status mirrors nodes/ as in Git; where a file is now is known
+		// from the revision last loaded (it re-reads status/).
+		current := func() *schema.Inventory {
+			if d == nil {
+				return nil
+			}
+			_, inv := d.Revision()
+			return inv
+		}
+		sink = apply.DirSink{Dir: statusDir,
+			SubDir: func(node string) string {
+				if inv := current(); inv != nil {
+					return inv.StatusSubDir(node)
+				}
+				return ""
+			},
+			Was: func(node string) string {
+				if inv := current(); inv != nil {
+					return inv.StatusPath(node)
+				}
+				return ""
+			}}
 		report = func(name string, data []byte, _ string) error {
 			p := filepath.Join(statusDir, name)
 			if data == nil {
@@ -243,7 +266,9 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 			}
 			metrics.PushRetries.Add(float64(r.Retries))
 		}})
-		sink = &daemon.GitSink{W: writer}
+		gitSink := &daemon.GitSink{W: writer}
+		onLoad = func(_ string, inv *schema.Inventory) { gitSink.Track(inv) }
+		sink = gitSink
 		report = writer.UpdateFile
 		poll := a.poll
 		if poll == 0 {
@@ -259,8 +284,9 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	src = tree.wrap(src)
 
 	trigger := make(chan struct{}, 1)
-	d, err := daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
-		Invalid: daemon.FileReporter{Write: report, Log: log}})
+	var err error
+	d, err = daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
+		Invalid: daemon.FileReporter{Write: report, Log: log}, OnLoad: onLoad})
 	if err != nil {
 		return err
 	}

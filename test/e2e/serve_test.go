@@ -181,9 +181,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// remoteStatus returns status/<node>.yaml on the remote's main, or "".
+// remoteStatus returns the node's status file on the remote's main, or "".
+// Status mirrors nodes/: inventorygen's r0001-n07 is in nodes/rack0001/.
 func remoteStatus(bare, node string) string {
-	out, err := gittest.TryGit(bare, "show", "main:status/"+node+".yaml")
+	rack := "rack" + strings.TrimPrefix(strings.Split(node, "-")[0], "r")
+	out, err := gittest.TryGit(bare, "show", "main:status/"+rack+"/"+node+".yaml")
 	if err != nil {
 		return ""
 	}
