@@ -50,17 +50,7 @@ func NewWriter(c *Committer, cfg WriterConfig) *Writer {
 // forgotten node) with a summary for the commit message ("available→
 // active"). A later update of the same node before the flush replaces it.
 func (w *Writer) Update(node string, data []byte, summary string) error {
-	if err := ValidNode(node); err != nil {
-		return err
-	}
-	w.mu.Lock()
-	w.pending[node] = Change{Node: node, Data: data, Summary: summary}
-	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
-	return nil
+	return w.UpdateAt("", node, data, summary)
 }
 
 // UpdateAt is Update for a status file in a sub-directory of the status
@@ -72,14 +62,7 @@ func (w *Writer) UpdateAt(dir, node string, data []byte, summary string) error {
 	if dir != "" && !validDir(dir) {
 		return fmt.Errorf("node %s: status sub-directory %q is not a clean relative path", node, dir)
 	}
-	ch := Change{Node: node, Dir: dir, Data: data, Summary: summary}
-	w.mu.Lock()
-	w.pending[pendingKey(ch)] = ch
-	w.mu.Unlock()
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
+	w.put(Change{Node: node, Dir: dir, Data: data, Summary: summary})
 	return nil
 }
 
@@ -89,15 +72,19 @@ func (w *Writer) UpdateFile(file string, data []byte, summary string) error {
 	if err := validFile(file); err != nil {
 		return err
 	}
+	w.put(Change{Node: file, File: file, Data: data, Summary: summary})
+	return nil
+}
+
+// put replaces the pending change of the same file and wakes Run.
+func (w *Writer) put(ch Change) {
 	w.mu.Lock()
-	ch := Change{Node: file, File: file, Data: data, Summary: summary}
 	w.pending[pendingKey(ch)] = ch
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // Pending is the number of nodes waiting for a commit.
