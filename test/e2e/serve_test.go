@@ -335,19 +335,7 @@ func pushWithRebase(t testing.TB, work string) {
 // mid-deploy; a new daemon resumes from the status in Git and no
 // destructive BMC step (RAID volume creation) runs twice.
 func TestServeResumesAfterKill(t *testing.T) {
-	f := newFleet(t, 5, 700*time.Millisecond)
-	srv := gittest.Daemon(t)
-	bare := gittest.Seed(t, srv.Base, "inv.git", f.inventory())
-	port := freePort(t)
-	d := startDaemon(t, srv.URL("inv.git"), port)
-	waitFor(t, "a deploy in flight in the remote's status", func() bool {
-		for _, id := range f.ids {
-			if st := remoteStatus(bare, id); strings.Contains(st, "kind: deploy") {
-				return true
-			}
-		}
-		return false
-	})
+	f, srv, bare, port, d := midDeploy(t, 700*time.Millisecond)
 	d.kill()
 	startDaemon(t, srv.URL("inv.git"), port)
 	waitFor(t, "every node's status on the remote", func() bool { return converged(f, bare) })
@@ -358,19 +346,7 @@ func TestServeResumesAfterKill(t *testing.T) {
 // running steps finish, commits their status and exits 0; the status in Git
 // is then complete enough for a new daemon to finish the job.
 func TestServeStopsOnSIGTERM(t *testing.T) {
-	f := newFleet(t, 5, 500*time.Millisecond)
-	srv := gittest.Daemon(t)
-	bare := gittest.Seed(t, srv.Base, "inv.git", f.inventory())
-	port := freePort(t)
-	d := startDaemon(t, srv.URL("inv.git"), port)
-	waitFor(t, "a deploy in flight in the remote's status", func() bool {
-		for _, id := range f.ids {
-			if strings.Contains(remoteStatus(bare, id), "kind: deploy") {
-				return true
-			}
-		}
-		return false
-	})
+	f, srv, bare, port, d := midDeploy(t, 500*time.Millisecond)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -407,4 +383,24 @@ func checkVolumesCreatedOnce(t *testing.T, f *fleet) {
 			t.Errorf("%s: %d volume creations, want %d", id, creates, want)
 		}
 	}
+}
+
+// midDeploy starts a daemon on a fresh remote and fleet and returns once
+// the remote's status shows a deploy in flight.
+func midDeploy(t *testing.T, powerDelay time.Duration) (*fleet, *gittest.Server, string, int, *daemon) {
+	t.Helper()
+	f := newFleet(t, 5, powerDelay)
+	srv := gittest.Daemon(t)
+	bare := gittest.Seed(t, srv.Base, "inv.git", f.inventory())
+	port := freePort(t)
+	d := startDaemon(t, srv.URL("inv.git"), port)
+	waitFor(t, "a deploy in flight in the remote's status", func() bool {
+		for _, id := range f.ids {
+			if strings.Contains(remoteStatus(bare, id), "kind: deploy") {
+				return true
+			}
+		}
+		return false
+	})
+	return f, srv, bare, port, d
 }
