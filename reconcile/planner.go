@@ -129,7 +129,7 @@ func planNode(n *schema.Node, st schema.NodeStatusBody, seen bool, site schema.S
 		return np
 	}
 	p := &nodePlanner{n: n, st: st, site: site, templates: templates, np: np,
-		b: &builder{node: n, driver: addr.Driver, caps: caps, power: power}}
+		b: &builder{node: n, driver: addr.Driver, caps: caps, power: power, macs: inspectedMACs(st.Inspect)}}
 	p.plan(from)
 	if p.b.err != nil {
 		p.np.Operations = nil

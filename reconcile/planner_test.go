@@ -78,6 +78,20 @@ func TestPlanGolden(t *testing.T) {
 			"n2": func() schema.NodeStatusBody { s := settled("manageable", "off"); s.Inspect.Token = "same"; return s }(),
 			"n3": settled("available", "off"),
 		}, withAgent},
+		{"mac-mismatch", inventory(nil, nil,
+			// The spec's MAC is not among the inspected NICs: booting the
+			// agent with this network would leave the node unreachable.
+			node("wrong-mac", rf, "available", func(s *schema.NodeSpec) { s.Network = phyNet("52:54:00:00:00:99") }),
+			node("right-mac", rf, "available", func(s *schema.NodeSpec) { s.Network = phyNet("52:54:00:00:00:01") }),
+			node("dhcp", rf, "available", func(s *schema.NodeSpec) {
+				s.Network = phyNet("52:54:00:00:00:99")
+				s.Network.DHCP = new(true)
+			}),
+		), Observed{
+			"wrong-mac": withNICs(settled("manageable", "off")),
+			"right-mac": withNICs(settled("manageable", "off")),
+			"dhcp":      withNICs(settled("manageable", "off")),
+		}, withAgent},
 		{"template-priorities", inventory(nil, templates,
 			node("n1", rf, "active", func(s *schema.NodeSpec) { s.Provision.DeployTemplates = []string{"raid1", "bios-perf", "tuning"} }),
 			node("n2", rf, "active", func(s *schema.NodeSpec) { s.Provision.DeployTemplates = []string{"bad-window"} }),
@@ -233,4 +247,17 @@ func TestPlanHasChanges(t *testing.T) {
 			}
 		})
 	}
+}
+
+func phyNet(mac string) *schema.Network {
+	return &schema.Network{Links: []schema.Link{{Name: "eno1", Type: schema.LinkPhy, MAC: mac, Addresses: []string{"192.0.2.10/24"}}}}
+}
+
+// withNICs records an inspected inventory with two NICs, as JSON decodes it.
+func withNICs(st schema.NodeStatusBody) schema.NodeStatusBody {
+	st.Inspect.Inventory = map[string]any{"nics": []any{
+		map[string]any{"id": "NIC.1", "mac": "52:54:00:00:00:01"},
+		map[string]any{"id": "NIC.2", "mac": "52:54:00:00:00:02"},
+	}}
+	return st
 }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,7 +192,10 @@ type builder struct {
 	driver string
 	caps   Capabilities
 	power  string // predicted power: on, off, unknown
-	err    error  // first capability error; the node's plan is refused
+	// macs are the NIC MACs the last inspection found (lower case); nil
+	// when the node was never inspected or the inventory lists no NICs.
+	macs map[string]bool
+	err  error // first capability error; the node's plan is refused
 	// errWrapped is set once err names the operation it came from.
 	errWrapped bool
 }
@@ -256,6 +260,7 @@ func (b *builder) powerStep(state State, action string) (plan.Step, bool) {
 func (b *builder) bootAgent(state State, source string) []plan.Step {
 	b.need(drivers.CapBoot, "boot the deploy agent")
 	b.need(drivers.CapMedia, "boot the deploy agent from virtual media")
+	b.checkMACs()
 	steps := []plan.Step{
 		{Action: plan.ActionInsertMedia, Source: source, State: string(state), Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}},
 		{Action: plan.ActionSetBoot, Source: source, State: string(state), Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: "cd"}},
@@ -271,6 +276,48 @@ func (b *builder) bootAgent(state State, source string) []plan.Step {
 		steps = append(steps, p)
 	}
 	return steps
+}
+
+// checkMACs refuses to boot a node with a static network whose MACs the
+// last inspection did not find: cloud-init drops the whole network
+// configuration when one link's MAC is missing, and the node would come
+// up unreachable.
+func (b *builder) checkMACs() {
+	nw := b.node.Spec.Network
+	if b.err != nil || b.macs == nil || nw == nil || (nw.DHCP != nil && *nw.DHCP) {
+		return
+	}
+	have := slices.Sorted(maps.Keys(b.macs))
+	for _, l := range nw.Links {
+		if l.Type != schema.LinkPhy || l.MAC == "" || b.macs[strings.ToLower(l.MAC)] {
+			continue
+		}
+		b.fail(fmt.Errorf("network: link %s has MAC %s, which inspection did not find on the machine (it has %s); "+
+			"cloud-init would drop the whole network configuration. Fix the MAC, or change spec.inspect to inspect again",
+			l.Name, l.MAC, strings.Join(have, ", ")))
+		return
+	}
+}
+
+// inspectedMACs reads the NIC MACs of an inspected inventory (status
+// holds it as decoded JSON).
+func inspectedMACs(in *schema.Inspected) map[string]bool {
+	if in == nil {
+		return nil
+	}
+	nics, _ := in.Inventory["nics"].([]any)
+	macs := map[string]bool{}
+	for _, n := range nics {
+		if m, ok := n.(map[string]any); ok {
+			if mac, ok := m["mac"].(string); ok && mac != "" {
+				macs[strings.ToLower(mac)] = true
+			}
+		}
+	}
+	if len(macs) == 0 {
+		return nil
+	}
+	return macs
 }
 
 // leaveAgent powers the node off and ejects the agent's media.

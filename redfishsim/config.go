@@ -76,6 +76,9 @@ type SystemConfig struct {
 	// Faults are the faults injected from the start; Server.SetFaults
 	// changes them at run time.
 	Faults Faults
+	// MACs are the MACs of the host NICs NIC.1 and NIC.2, as an inventory
+	// lists them; a missing one is generated (locally administered).
+	MACs []string
 }
 
 // Systems returns n copies of tmpl named sys-0001, sys-0002, ...

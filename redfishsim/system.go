@@ -1,6 +1,7 @@
 package redfishsim
 
 import (
+	"strings"
 	"crypto/sha1"
 	"fmt"
 	"maps"
@@ -161,6 +162,9 @@ func (s *system) uuid() string {
 // mac returns the MAC of host NIC n (1-based): locally administered,
 // unique per system index.
 func (s *system) mac(n int) string {
+	if n-1 < len(s.cfg.MACs) && s.cfg.MACs[n-1] != "" {
+		return strings.ToUpper(s.cfg.MACs[n-1])
+	}
 	return fmt.Sprintf("02:5A:%02X:%02X:%02X:%02X", byte(s.index>>16), byte(s.index>>8), byte(s.index), n)
 }
 

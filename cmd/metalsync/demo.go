@@ -310,7 +310,8 @@ func startFleet(inv *schema.Inventory) (*demoFleet, error) {
 		}
 		var systems []redfishsim.SystemConfig
 		for _, name := range group.nodes {
-			systems = append(systems, redfishsim.SystemConfig{ID: name, PowerOnDelay: 300 * time.Millisecond, PowerOffDelay: 300 * time.Millisecond})
+			systems = append(systems, redfishsim.SystemConfig{ID: name, PowerOnDelay: 300 * time.Millisecond, PowerOffDelay: 300 * time.Millisecond,
+				MACs: phyMACs(inv.Node(name))})
 		}
 		sim, err := redfishsim.New(redfishsim.Config{Systems: systems, Username: f.user, Password: f.pass, Profile: redfishsim.ProfileZero})
 		if err != nil {
@@ -445,4 +446,18 @@ func printStatus(env *Env, inv *schema.Inventory, obs reconcile.Observed) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name(), orDash(st.ProvisionState), orDash(st.Power), orDash(img), note)
 	}
 	tw.Flush()
+}
+
+// phyMACs are the node's NIC MACs, so that inspection finds the hardware
+// its network configuration names.
+func phyMACs(n *schema.Node) []string {
+	var macs []string
+	if n != nil && n.Spec.Network != nil {
+		for _, l := range n.Spec.Network.Links {
+			if l.Type == schema.LinkPhy {
+				macs = append(macs, l.MAC)
+			}
+		}
+	}
+	return macs
 }

@@ -59,14 +59,22 @@ type fleet struct {
 	addrs map[string]string
 }
 
+var phyMAC = regexp.MustCompile(`type: phy, mac: "([^"]+)"`)
+
 func newFleet(t *testing.T, n int, powerDelay time.Duration) *fleet {
 	t.Helper()
 	var systems []redfishsim.SystemConfig
 	var ids []string
+	gen := inventorygen.Files(inventorygen.Options{Nodes: n})
 	for i := range n {
 		id := inventorygen.NodeName(i, 40)
 		ids = append(ids, id)
-		systems = append(systems, redfishsim.SystemConfig{ID: id, PowerOnDelay: powerDelay, PowerOffDelay: powerDelay})
+		// The BMC reports the NICs the node's network names.
+		var macs []string
+		for _, m := range phyMAC.FindAllStringSubmatch(string(gen[fmt.Sprintf("nodes/rack%04d/%s.yaml", i/40, id)]), -1) {
+			macs = append(macs, m[1])
+		}
+		systems = append(systems, redfishsim.SystemConfig{ID: id, PowerOnDelay: powerDelay, PowerOffDelay: powerDelay, MACs: macs})
 	}
 	sim, err := redfishsim.New(redfishsim.Config{Systems: systems, Username: bmcUser, Password: bmcPass})
 	if err != nil {
