@@ -28,6 +28,10 @@ var ErrAuth = errors.New("BMC rejected the credentials")
 // ErrUnreachable marks a BMC that did not answer (network, TLS, timeout).
 var ErrUnreachable = errors.New("BMC unreachable")
 
+// ErrBMCFailing marks a BMC that answered with its own failure (an HTTP
+// 5xx): it may recover, but a node whose BMC keeps failing is faulted.
+var ErrBMCFailing = errors.New("BMC failing")
+
 // Unsupported returns an ErrUnsupported error naming the operation.
 func Unsupported(driver, op string) error {
 	return fmt.Errorf("%s: %s: %w", driver, op, ErrUnsupported)

@@ -34,10 +34,14 @@ func (e *HTTPError) Error() string {
 	return s
 }
 
-// Unwrap classifies the status: 401 is drivers.ErrAuth.
+// Unwrap classifies the status: 401 is drivers.ErrAuth, a 5xx other than
+// 501 (which says "not implemented") is drivers.ErrBMCFailing.
 func (e *HTTPError) Unwrap() error {
-	if e.Status == http.StatusUnauthorized {
+	switch {
+	case e.Status == http.StatusUnauthorized:
 		return drivers.ErrAuth
+	case e.Status >= 500 && e.Status != http.StatusNotImplemented:
+		return drivers.ErrBMCFailing
 	}
 	return nil
 }

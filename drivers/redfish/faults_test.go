@@ -52,8 +52,8 @@ func TestSimulatorFaults(t *testing.T) {
 			faults: redfishsim.Faults{ErrorRate: 1},
 			call:   func(ctx context.Context, b *redfish.BMC) error { _, err := b.PowerState(ctx); return err },
 			check: func(t *testing.T, err error) {
-				if err == nil || !strings.Contains(err.Error(), "500 internal server error") || errors.Is(err, drivers.ErrUnreachable) {
-					t.Errorf("got %v, want a 500 error", err)
+				if err == nil || !strings.Contains(err.Error(), "500 internal server error") || errors.Is(err, drivers.ErrUnreachable) || !errors.Is(err, drivers.ErrBMCFailing) {
+					t.Errorf("got %v, want a 500 error that is drivers.ErrBMCFailing", err)
 				}
 			},
 			maxRequests: 1, // no hidden retries: the executor decides

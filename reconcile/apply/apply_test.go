@@ -444,3 +444,23 @@ func TestDirSink(t *testing.T) {
 		t.Errorf("left files: %v", entries)
 	}
 }
+
+// TestUnhealthy: which failures count towards an automatic fault.
+func TestUnhealthy(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("x: %w", drivers.ErrUnreachable), "BMC unreachable"},
+		{fmt.Errorf("redfish: GET /redfish/v1/: 500: %w", drivers.ErrBMCFailing), "BMC failing (5xx)"},
+		{fmt.Errorf("power: %w", ErrPowerNotApplied), "power change not taking effect"},
+		{context.DeadlineExceeded, "BMC not answering in time"},
+		{fmt.Errorf("x: %w", drivers.ErrAuth), ""},
+		{errors.New("400 bad request"), ""},
+	}
+	for _, tt := range tests {
+		if got, _ := unhealthy(tt.err); got != tt.want {
+			t.Errorf("unhealthy(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}

@@ -92,6 +92,8 @@ func unhealthy(err error) (string, bool) {
 	switch {
 	case errors.Is(err, drivers.ErrUnreachable):
 		return "BMC unreachable", true
+	case errors.Is(err, drivers.ErrBMCFailing):
+		return "BMC failing (5xx)", true
 	case errors.Is(err, ErrPowerNotApplied):
 		return "power change not taking effect", true
 	case errors.Is(err, context.DeadlineExceeded):

@@ -412,3 +412,45 @@ func midDeploy(t *testing.T, powerDelay time.Duration) (*fleet, *gittest.Server,
 	})
 	return f, srv, bare, port, d
 }
+
+// TestServeFleetWithFaults: 50 simulated BMCs, three of which fail every
+// request (5xx). The daemon brings the rest to their states, quarantines
+// the failing three with an automatic fault, and clears the fault and
+// finishes them once their BMCs answer again.
+func TestServeFleetWithFaults(t *testing.T) {
+	f := newFleet(t, 50, 100*time.Millisecond)
+	bad := []string{f.ids[7], f.ids[21], f.ids[42]}
+	for _, id := range bad {
+		if err := f.sim.SetFaults(id, redfishsim.Faults{ErrorRate: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := gittest.Daemon(t)
+	bare := gittest.Seed(t, srv.Base, "inv.git", f.inventory())
+	startDaemon(t, srv.URL("inv.git"), freePort(t))
+	waitFor(t, "automatic faults on the failing nodes", func() bool {
+		for _, id := range bad {
+			if !strings.Contains(remoteStatus(bare, id), "fault:") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range bad {
+		if err := f.sim.SetFaults(id, redfishsim.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the whole fleet at its states, faults cleared", func() bool {
+		if !converged(f, bare) {
+			return false
+		}
+		for _, id := range bad {
+			if strings.Contains(remoteStatus(bare, id), "fault:") {
+				return false
+			}
+		}
+		return true
+	})
+	checkVolumesCreatedOnce(t, f)
+}
