@@ -1,12 +1,12 @@
 package redfishsim
 
 import (
-	"strings"
 	"crypto/sha1"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
