@@ -185,7 +185,7 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 			}
 			line := fmt.Sprintf("   %-8s %s → %s: %s (%s)", r.Node, r.From, r.Reached, r.Outcome, r.Duration.Round(10*time.Millisecond))
 			if r.Err != nil {
-				line += ": " + r.Err.Error()
+				line += ": " + apply.Sanitize(r.Err)
 			}
 			say(env, "%s", line)
 		}

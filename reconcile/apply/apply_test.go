@@ -404,6 +404,9 @@ func TestClassify(t *testing.T) {
 	if got := Sanitize(errors.New(`insert http://h/m.iso?token=abc: 500`)); got != "insert http://h/m.iso?[redacted] 500" {
 		t.Errorf("sanitize = %q", got)
 	}
+	if got := Sanitize(errors.New(`unable to fetch the image http://[::1]:8080/media/AbCdEfGhIjKlMnOpQrStUvWxYz012345/r1-n01.iso: 404`)); got != "unable to fetch the image http://[::1]:8080/media/[redacted]/r1-n01.iso: 404" {
+		t.Errorf("sanitize = %q", got)
+	}
 }
 
 func TestCheckFresh(t *testing.T) {

@@ -130,12 +130,17 @@ func jitter() float64 { return rand.Float64() }
 // tokens there.
 var urlSecrets = regexp.MustCompile(`(https?://[^\s?"']+)\?[^\s"']*`)
 
+// mediaTokens matches the token segment of a media server URL
+// (/media/<token>/<node>.iso), which a BMC may quote back in an error.
+var mediaTokens = regexp.MustCompile(`/media/[A-Za-z0-9_=-]{16,}/`)
+
 // Sanitize renders an error for status files (which end up in Git), logs
-// and terminals: the queries of URLs, where media and agent URLs carry
-// their tokens, are redacted.
+// and terminals: the queries of URLs and the token segment of media URLs,
+// where media and agent URLs carry their tokens, are redacted.
 func Sanitize(err error) string {
 	if err == nil {
 		return ""
 	}
-	return urlSecrets.ReplaceAllString(err.Error(), "$1?[redacted]")
+	s := urlSecrets.ReplaceAllString(err.Error(), "$1?[redacted]")
+	return mediaTokens.ReplaceAllString(s, "/media/[redacted]/")
 }
