@@ -38,14 +38,21 @@ const maxFileSize = 1 << 20
 
 // LoadDir loads the inventory repository rooted at dir.
 func LoadDir(dir string) (*Inventory, Diagnostics) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "cannot read inventory directory: " + errors.Unwrap(err).Error()}}
-	}
-	if !st.IsDir() {
-		return nil, Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "not a directory"}}
+	if d := checkDir(dir); d != nil {
+		return nil, d
 	}
 	return Load(os.DirFS(dir))
+}
+
+func checkDir(dir string) Diagnostics {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "cannot read inventory directory: " + errors.Unwrap(err).Error()}}
+	}
+	if !st.IsDir() {
+		return Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "not a directory"}}
+	}
+	return nil
 }
 
 // job is one file to load.
@@ -176,8 +183,9 @@ func isYAML(name string) bool {
 // are shared between loads and must not be modified. A Loader is safe for
 // concurrent use; the zero value is ready.
 type Loader struct {
-	mu   sync.Mutex
-	prev map[fileKey]result // results of the last Load; guarded by mu
+	mu    sync.Mutex
+	prev  map[fileKey]result // results of the last Load; guarded by mu
+	dirty bool               // the last Load changed prev; guarded by mu
 }
 
 type fileKey struct {
@@ -190,12 +198,29 @@ func (l *Loader) Load(fsys fs.FS) (*Inventory, Diagnostics) {
 	return load(fsys, l)
 }
 
+// LoadDir is schema.LoadDir with the loader's memory.
+func (l *Loader) LoadDir(dir string) (*Inventory, Diagnostics) {
+	if d := checkDir(dir); d != nil {
+		return nil, d
+	}
+	return l.Load(os.DirFS(dir))
+}
+
+// Dirty reports whether the last load validated any file again or dropped
+// one, that is whether a saved cache would differ.
+func (l *Loader) Dirty() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dirty
+}
+
 // loadAll validates files on every core, each worker with its own schema
 // compilation. Results keep the order of jobs.
 func loadAll(fsys fs.FS, jobs []job, l *Loader) []result {
 	results := make([]result, len(jobs))
 	var prev, next map[fileKey]result
 	var nextMu sync.Mutex
+	misses := 0 // guarded by nextMu
 	if l != nil {
 		l.mu.Lock()
 		prev = l.prev
@@ -240,6 +265,7 @@ func loadAll(fsys fs.FS, jobs []job, l *Loader) []result {
 				if l != nil {
 					nextMu.Lock()
 					next[key] = results[i]
+					misses++
 					nextMu.Unlock()
 				}
 			}
@@ -252,6 +278,7 @@ func loadAll(fsys fs.FS, jobs []job, l *Loader) []result {
 	wg.Wait()
 	if l != nil {
 		l.mu.Lock()
+		l.dirty = misses > 0 || len(next) != len(prev)
 		l.prev = next
 		l.mu.Unlock()
 	}
@@ -372,19 +399,7 @@ func loadFile(c *compiled, j job, data []byte) result {
 		diag(pos, "", CodeSchema, msg, "")
 		return r
 	}
-	var out any
-	switch kind {
-	case KindNode:
-		out = &Node{Source: src}
-	case KindOwner:
-		out = &Owner{Source: src}
-	case KindDeployTemplate:
-		out = &DeployTemplate{Source: src}
-	case KindSite:
-		out = &Site{Source: src}
-	case KindNodeStatus:
-		out = &NodeStatus{Source: src}
-	}
+	out := newOfKind(kind, src)
 	if err := json.Unmarshal(js, out); err != nil {
 		diag(token.NoPos, "", CodeSchema, "decode: "+err.Error(), "")
 		return r

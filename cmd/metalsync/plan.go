@@ -116,7 +116,7 @@ type planRun struct {
 // newPlanRun loads the inventory, observes (from status, or live with
 // refresh) and plans.
 func newPlanRun(ctx context.Context, env *Env, dir string, refresh, simulateAgent bool) (*planRun, error) {
-	inv, diags := schema.LoadDir(dir)
+	inv, diags := loadInventory(dir, env)
 	if diags.HasErrors() {
 		fmt.Fprint(env.Err, diags.String())
 		return nil, errors.New("the inventory is invalid; nothing planned (run `metalsync validate`)")

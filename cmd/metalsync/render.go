@@ -13,7 +13,6 @@ import (
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"metalsync.dev/metalsync/render"
-	"metalsync.dev/metalsync/schema"
 )
 
 type renderArgs struct {
@@ -101,7 +100,7 @@ func runRender(ctx context.Context, args []string, env *Env) int {
 		fmt.Fprintf(env.Err, "metalsync render: %v\n", err)
 		return exitError
 	}
-	inv, diags := schema.LoadDir(a.dir)
+	inv, diags := loadInventory(a.dir, env)
 	if len(diags) > 0 {
 		fmt.Fprint(env.Err, diags.String())
 	}

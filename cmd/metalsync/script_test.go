@@ -30,6 +30,8 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			// Scripts may copy the example inventory with `cp`.
 			e.Setenv("REPO_ROOT", root)
+			// The validation cache lives in the script's own directory.
+			e.Setenv("METALSYNC_CACHE_DIR", e.WorkDir+"/.cache")
 			return nil
 		},
 	})

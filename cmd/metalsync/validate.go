@@ -52,7 +52,7 @@ func runValidate(_ context.Context, args []string, env *Env) int {
 	if code >= 0 {
 		return code
 	}
-	inv, diags := schema.LoadDir(a.dir)
+	inv, diags := loadInventory(a.dir, env)
 	rep := validateReport{Valid: !diags.HasErrors(), Diagnostics: diags}
 	if inv != nil {
 		rep.Nodes, rep.Owners, rep.Templates = len(inv.Nodes), len(inv.Owners), len(inv.Templates)
