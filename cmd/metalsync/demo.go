@@ -161,9 +161,29 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 		}
 		return env.Getenv(k)
 	}
+	// The plan the daemon starts from, shown before it acts.
+	p := reconcile.Plan(inv, reconcile.Observed{}, (&apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &apply.SimulatedAgent{} }}).Capabilities(), time.Now())
+	say(env, "\n== Plan of the first commit\n")
+	var pb bytes.Buffer
+	writeTextPlan(&pb, p)
+	io.Copy(env.Out, &pb)
+
 	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sa := serveArgs{repo: "file://" + remote, branch: "main", listen: "127.0.0.1:0", poll: time.Second,
-		statusInterval: time.Second, simulateAgent: true}
+		statusInterval: time.Second, simulateAgent: true,
+		onPass: func(rep apply.Report) {
+			for _, r := range rep.Nodes {
+				if r.Outcome == apply.Busy {
+					continue
+				}
+				line := fmt.Sprintf("   %-8s %s → %s: %s (%s)", r.Node, r.From, r.Reached, r.Outcome, r.Duration.Round(10*time.Millisecond))
+				if r.Err != nil {
+					line += ": " + apply.Sanitize(r.Err)
+				}
+				say(env, "%s", line)
+			}
+		}}
+	say(env, "\n== Progress")
 	startedc := make(chan served, 1)
 	dctx, stopDaemon := context.WithCancel(ctx)
 	defer stopDaemon()
@@ -177,27 +197,7 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	say(env, "== Daemon following %s, serving http://%s (/metrics, /healthz, /readyz)", remote, s.addr)
-	s.daemon.OnPass(func(rep apply.Report) {
-		for _, r := range rep.Nodes {
-			if r.Outcome == apply.Busy {
-				continue
-			}
-			line := fmt.Sprintf("   %-8s %s → %s: %s (%s)", r.Node, r.From, r.Reached, r.Outcome, r.Duration.Round(10*time.Millisecond))
-			if r.Err != nil {
-				line += ": " + apply.Sanitize(r.Err)
-			}
-			say(env, "%s", line)
-		}
-	})
-
-	// The plan the daemon starts from.
-	p := reconcile.Plan(inv, reconcile.Observed{}, (&apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &apply.SimulatedAgent{} }}).Capabilities(), time.Now())
-	say(env, "\n== Plan of the first commit\n")
-	var pb bytes.Buffer
-	writeTextPlan(&pb, p)
-	io.Copy(env.Out, &pb)
-	say(env, "\n== Progress")
+	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", remote, s.addr)
 	desired := func(inv *schema.Inventory) func() bool {
 		return func() bool { return converged(inv, s.daemon.Observed()) }
 	}
@@ -225,8 +225,20 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 	}); err != nil {
 		return err
 	}
-	for _, args := range [][]string{{"commit", "-q", "-am", "Retire r1-n04, roll Ubuntu 24.04.1 to r1-n02", "--author", "Bob <bob@example.net>"}, {"pull", "-q", "--rebase", "origin", "main"}, {"push", "-q", "origin", "main"}} {
-		if _, err := git(work, args...); err != nil {
+	if _, err := git(work, "commit", "-q", "-am", "Retire r1-n04, roll Ubuntu 24.04.1 to r1-n02", "--author", "Bob <bob@example.net>"); err != nil {
+		return err
+	}
+	// Bob's push may race a status commit of the daemon: rebase and retry,
+	// as a person would.
+	for attempt := 1; ; attempt++ {
+		if _, err := git(work, "pull", "-q", "--rebase", "origin", "main"); err != nil {
+			return err
+		}
+		_, err := git(work, "push", "-q", "origin", "main")
+		if err == nil {
+			break
+		}
+		if attempt == 10 {
 			return err
 		}
 	}

@@ -46,8 +46,10 @@ type serveArgs struct {
 	logLevel         string
 	simulateAgent    bool
 	mediaDir         string
-	authorName       string
-	authorEmail      string
+	// onPass, when set, sees every pass's report (the demo's progress).
+	onPass      func(apply.Report)
+	authorName  string
+	authorEmail string
 }
 
 func parseServe(args []string, env *Env) (serveArgs, int) {
@@ -292,6 +294,9 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	}
 	ex.Sink = d.Sink(sink)
 	ex.Media = media
+	if a.onPass != nil {
+		d.OnPass(a.onPass)
+	}
 	media.site = func() *schema.Site {
 		if _, inv := d.Revision(); inv != nil {
 			return inv.Site
