@@ -64,9 +64,10 @@ type Config struct {
 	// retried later.
 	RetryDelay time.Duration
 	Now        func() time.Time
-	// OnLoad, when set, sees every valid revision before it is planned
-	// (the Git status sink learns where status files belong).
-	OnLoad func(rev string, inv *schema.Inventory)
+	// OnLoad, when set, sees every valid revision (and its files) before
+	// it is planned: the Git status sink learns where status files belong,
+	// and ageFile credentials are read from the same revision.
+	OnLoad func(rev string, inv *schema.Inventory, fsys fs.FS)
 	// Loader loads revisions; sharing one with the caller lets a file read
 	// before Run be validated once. Nil uses a private one.
 	Loader *schema.Loader
@@ -215,7 +216,7 @@ func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
 	}
 	m.InventoryErrors.Set(0)
 	if d.cfg.OnLoad != nil {
-		d.cfg.OnLoad(rev, inv)
+		d.cfg.OnLoad(rev, inv, fsys)
 	}
 	d.mu.Lock()
 	first := d.good == nil

@@ -177,7 +177,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	var firstSite *schema.Site
 	var d *daemon.Daemon // set below; the local sink's closures read it
 	var report daemon.FileWriter
-	var onLoad func(string, *schema.Inventory)
+	var trackStatus func(*schema.Inventory)
 	if a.local != "" {
 		src = localSource(a.local, log)
 		statusDir := filepath.Join(a.local, schema.DefaultStatusDir)
@@ -269,7 +269,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 			metrics.PushRetries.Add(float64(r.Retries))
 		}})
 		gitSink := &daemon.GitSink{W: writer}
-		onLoad = func(_ string, inv *schema.Inventory) { gitSink.Track(inv) }
+		trackStatus = gitSink.Track
 		sink = gitSink
 		report = writer.UpdateFile
 		poll := a.poll
@@ -283,12 +283,17 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		}
 		src = gitSource{src: gs, interval: poll}
 	}
-	src = tree.wrap(src)
 
 	trigger := make(chan struct{}, 1)
 	var err error
 	d, err = daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
-		Invalid: daemon.FileReporter{Write: report, Log: log}, OnLoad: onLoad})
+		Invalid: daemon.FileReporter{Write: report, Log: log},
+		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
+			tree.set(fsys)
+			if trackStatus != nil {
+				trackStatus(inv)
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -394,11 +399,18 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// currentTree remembers the file system of the revision being reconciled,
-// so that ageFile credentials are read from the same commit as the nodes.
+// currentTree remembers the file system of the last valid revision, the
+// one being reconciled, so that ageFile credentials are read from the same
+// commit as the nodes.
 type currentTree struct {
 	mu   sync.Mutex
-	fsys fs.FS
+	fsys fs.FS // guarded by mu
+}
+
+func (t *currentTree) set(fsys fs.FS) {
+	t.mu.Lock()
+	t.fsys = fsys
+	t.mu.Unlock()
 }
 
 func (t *currentTree) ReadFile(name string) ([]byte, error) {
@@ -409,24 +421,6 @@ func (t *currentTree) ReadFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: no revision loaded", name)
 	}
 	return fs.ReadFile(fsys, filepath.ToSlash(filepath.Clean(name)))
-}
-
-func (t *currentTree) wrap(src daemon.Source) daemon.Source {
-	return treeSource{t: t, next: src}
-}
-
-type treeSource struct {
-	t    *currentTree
-	next daemon.Source
-}
-
-func (s treeSource) Run(ctx context.Context, trigger <-chan struct{}, on func(context.Context, string, fs.FS)) error {
-	return s.next.Run(ctx, trigger, func(ctx context.Context, rev string, fsys fs.FS) {
-		s.t.mu.Lock()
-		s.t.fsys = fsys
-		s.t.mu.Unlock()
-		on(ctx, rev, fsys)
-	})
 }
 
 // sitePublisher renders and publishes boot media with the settings of the
