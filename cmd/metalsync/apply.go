@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"metalsync.dev/metalsync/mediaserver"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
@@ -24,6 +26,8 @@ type applyArgs struct {
 	autoApprove   bool
 	refresh       bool
 	simulateAgent bool
+	mediaListen   string
+	mediaURL      string
 }
 
 func parseApply(args []string, env *Env) (applyArgs, int) {
@@ -33,6 +37,8 @@ func parseApply(args []string, env *Env) (applyArgs, int) {
 	fs.BoolVar(&a.refresh, "refresh", false, "read live power from every BMC before planning")
 	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "run in-band steps with the simulated deploy agent (always on for fake:// nodes)")
 	fs.StringVar(&a.dir, "dir", ".", "inventory repository of a saved plan")
+	fs.StringVar(&a.mediaListen, "media-listen", "", "serve nodes' DHCP-less boot media to their BMCs on this address (e.g. [::]:8081) while applying")
+	fs.StringVar(&a.mediaURL, "media-url", "", "with --media-listen: the base URL BMCs reach it at (default: the listener's address)")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Err, "usage: metalsync apply [flags] [DIR|PLANFILE]\n\nPlans (or reads a plan saved with `metalsync plan -o`), shows it, asks for\nconfirmation, carries it out and writes status files into DIR/status.\nA saved plan is refused when the inventory or the status has moved.")
 		fs.PrintDefaults()
@@ -113,6 +119,14 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 	ex.Sink = apply.DirSink{Dir: filepath.Join(a.dir, statusDir), SubDir: run.inv.StatusSubDir, Was: run.inv.StatusPath}
 	ex.Observer = &progressView{w: env.Err, start: time.Now()}
 	ex.Clock = apply.RealClock{}
+	if a.mediaListen != "" {
+		stop, err := serveMedia(ctx, a, run.inv, ex, env)
+		if err != nil {
+			fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
+			return exitError
+		}
+		defer stop()
+	}
 	rep := ex.Apply(ctx, run.inv, p, run.observed)
 	writeSummary(env.Out, rep)
 	if ctx.Err() != nil {
@@ -187,4 +201,60 @@ func writeSummary(w io.Writer, rep apply.Report) {
 		}
 	}
 	fmt.Fprintf(w, "\nApply: %s.\n", strings.Join(parts, ", "))
+}
+
+// serveMedia runs a media server for the duration of the apply and wires
+// it into the executor: nodes without DHCP boot from per-node media that
+// their BMCs download from it.
+func serveMedia(ctx context.Context, a applyArgs, inv *schema.Inventory, ex *apply.Executor, env *Env) (stop func(), err error) {
+	ln, err := net.Listen("tcp", a.mediaListen)
+	if err != nil {
+		return nil, fmt.Errorf("media server: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "metalsync-media-")
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	base := a.mediaURL
+	if base == "" {
+		base = mediaserver.BaseURL("http", ln.Addr())
+	}
+	srv, err := mediaserver.New(mediaserver.Config{Dir: dir, BaseURL: base})
+	if err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// This run's own address, not the daemon's media.baseURLs, is where
+	// the BMCs download from.
+	site := &schema.Site{}
+	if inv.Site != nil {
+		cp := *inv.Site
+		site = &cp
+	}
+	media := schema.MediaSettings{BaseURLs: []string{base}}
+	if site.Spec.Media != nil {
+		media.TTL = site.Spec.Media.TTL
+	}
+	site.Spec.Media = &media
+	pub, err := mediaserver.NewPublisher(srv, site, mediaserver.PublisherOptions{})
+	if err != nil {
+		ln.Close()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	ex.Media = pub
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, ln, nil, 5*time.Second) }()
+	fmt.Fprintf(env.Err, "metalsync apply: serving boot media at %s\n", base)
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Fprintf(env.Err, "metalsync apply: media server: %v\n", err)
+		}
+		srv.Close()
+		os.RemoveAll(dir)
+	}, nil
 }
