@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"os"
+	"metalsync.dev/metalsync/test/tools"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"metalsync.dev/metalsync/gitsource"
@@ -16,10 +15,7 @@ import (
 // benchNodes is METALSYNC_BENCH_NODES (one count) or a small default, so
 // that `make bench` stays quick.
 func benchNodes(b *testing.B) int {
-	if v, err := strconv.Atoi(os.Getenv("METALSYNC_BENCH_NODES")); err == nil && v > 0 {
-		return v
-	}
-	return 1000
+	return tools.BenchSize(b, "METALSYNC_BENCH_NODES", 1000)
 }
 
 func seedNodes(b *testing.B, n int) (*gittest.Server, string) {

@@ -3,11 +3,10 @@ package gitstatus
 import (
 	"context"
 	"fmt"
+	"metalsync.dev/metalsync/test/tools"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -20,19 +19,7 @@ import (
 // benchSizes are the node counts benchmarked: METALSYNC_BENCH_NODES
 // (comma-separated) or a small default so that `make bench` stays quick.
 func benchSizes(b *testing.B) []int {
-	spec := os.Getenv("METALSYNC_BENCH_NODES")
-	if spec == "" {
-		spec = "10,1000"
-	}
-	var out []int
-	for _, f := range strings.Split(spec, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			b.Fatalf("METALSYNC_BENCH_NODES=%q: want counts like 10,1000,10000", spec)
-		}
-		out = append(out, n)
-	}
-	return out
+	return tools.BenchSizes(b, "METALSYNC_BENCH_NODES", 10, 1000)
 }
 
 func statusFile(i, round int) []byte {

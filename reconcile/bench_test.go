@@ -2,9 +2,7 @@ package reconcile
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"metalsync.dev/metalsync/test/tools"
 	"testing"
 
 	"metalsync.dev/metalsync/schema"
@@ -14,19 +12,7 @@ import (
 // default so that `make bench` stays quick; METALSYNC_BENCH_NODES=1000,10000,50000
 // runs the larger ones.
 func benchSizes(b *testing.B) []int {
-	env := os.Getenv("METALSYNC_BENCH_NODES")
-	if env == "" {
-		return []int{1000}
-	}
-	var sizes []int
-	for _, f := range strings.Split(env, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
-			b.Fatalf("METALSYNC_BENCH_NODES: %q is not a positive number", f)
-		}
-		sizes = append(sizes, n)
-	}
-	return sizes
+	return tools.BenchSizes(b, "METALSYNC_BENCH_NODES", 1000)
 }
 
 // benchInventory builds n nodes in 100-node racks, all active with two

@@ -3,10 +3,9 @@ package redfishsim
 import (
 	"encoding/json"
 	"fmt"
+	"metalsync.dev/metalsync/test/tools"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,14 +17,7 @@ import (
 // systems. It reports nodes/s, p50/p99 latency and peak open connections;
 // with the zero profile it shows the simulator's own ceiling.
 func BenchmarkPowerRead(b *testing.B) {
-	n := 1000
-	if s := os.Getenv("METALSYNC_BENCH_NODES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v <= 0 {
-			b.Fatalf("METALSYNC_BENCH_NODES=%q: want a positive number", s)
-		}
-		n = v
-	}
+	n := tools.BenchSize(b, "METALSYNC_BENCH_NODES", 1000)
 	for _, profile := range []Profile{ProfileIDRAC9, ProfileZero} {
 		for _, conc := range []int{64, 256} {
 			b.Run(fmt.Sprintf("profile=%s/nodes=%d/conc=%d", profile, n, conc), func(b *testing.B) {

@@ -3,11 +3,10 @@ package redfish_test
 import (
 	"context"
 	"fmt"
+	"metalsync.dev/metalsync/test/tools"
 	"net"
 	"net/url"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,15 +20,7 @@ import (
 
 // benchNodes is the simulated fleet size: METALSYNC_BENCH_NODES, default 1000.
 func benchNodes(b *testing.B) int {
-	n := 1000
-	if s := os.Getenv("METALSYNC_BENCH_NODES"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v < 1 {
-			b.Fatalf("METALSYNC_BENCH_NODES=%q: want a positive number", s)
-		}
-		n = v
-	}
-	return n
+	return tools.BenchSize(b, "METALSYNC_BENCH_NODES", 1000)
 }
 
 // connCounter counts the client's open TCP connections.

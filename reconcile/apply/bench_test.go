@@ -2,8 +2,7 @@ package apply
 
 import (
 	"fmt"
-	"os"
-	"strconv"
+	"metalsync.dev/metalsync/test/tools"
 	"testing"
 	"time"
 
@@ -19,13 +18,7 @@ import (
 // BMC saw. 64 nodes by default; METALSYNC_BENCH_APPLY_NODES=1000 for the
 // full figure (about 1.5 minutes).
 func BenchmarkApply(b *testing.B) {
-	n := 64
-	if v := os.Getenv("METALSYNC_BENCH_APPLY_NODES"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("METALSYNC_BENCH_APPLY_NODES=%q", v)
-		}
-	}
+	n := tools.BenchSize(b, "METALSYNC_BENCH_APPLY_NODES", 64)
 	const (
 		callLatency  = 150 * time.Millisecond
 		powerDelay   = 300 * time.Millisecond

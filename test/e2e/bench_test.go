@@ -3,11 +3,11 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"metalsync.dev/metalsync/test/tools"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +22,7 @@ import (
 // fleet (METALSYNC_BENCH_NODES nodes, default 1000), with the webhook and
 // with polling every second. Run with -benchtime Nx for N pushes.
 func BenchmarkPushToAction(b *testing.B) {
-	n := 1000
-	if v, err := strconv.Atoi(os.Getenv("METALSYNC_BENCH_NODES")); err == nil && v > 0 {
-		n = v
-	}
+	n := tools.BenchSize(b, "METALSYNC_BENCH_NODES", 1000)
 	for _, mode := range []string{"webhook", "poll"} {
 		b.Run(fmt.Sprintf("nodes=%d/%s", n, mode), func(b *testing.B) { benchPushToAction(b, n, mode) })
 	}
