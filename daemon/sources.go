@@ -115,10 +115,22 @@ type FileWriter func(name string, data []byte, summary string) error
 type FileReporter struct {
 	Write FileWriter
 	Log   *slog.Logger
+
+	mu    sync.Mutex
+	clean bool // no report is known to be on file; guarded by mu
 }
 
-// ReportInvalid implements InvalidReporter.
-func (r FileReporter) ReportInvalid(rev string, diags schema.Diagnostics) {
+// ReportInvalid implements InvalidReporter. Removing the report is asked
+// for once after each refused revision (and once at start, when a report
+// from an earlier run may be on file), not on every valid revision.
+func (r *FileReporter) ReportInvalid(rev string, diags schema.Diagnostics) {
+	r.mu.Lock()
+	if diags == nil && r.clean {
+		r.mu.Unlock()
+		return
+	}
+	r.clean = diags == nil
+	r.mu.Unlock()
 	var data []byte
 	summary := "inventory valid again"
 	if diags != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"runtime"
@@ -83,7 +84,6 @@ func load(fsys fs.FS, l *Loader) (*Inventory, Diagnostics) {
 
 	// The site file comes first: it says where status lives.
 	site := &Site{APIVersion: APIVersion, Kind: KindSite, Metadata: Meta{Name: "default"}}
-	siteFound := false
 	if data, err := fs.ReadFile(fsys, SiteFile); err == nil {
 		c, err := compile()
 		if err != nil {
@@ -92,12 +92,11 @@ func load(fsys fs.FS, l *Loader) (*Inventory, Diagnostics) {
 		r := loadFile(c, job{SiteFile, KindSite}, data)
 		diags = append(diags, r.diags...)
 		if s, ok := r.value.(*Site); ok {
-			site, siteFound = s, true
+			site = s
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		diags = append(diags, Diagnostic{File: SiteFile, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
 	}
-	_ = siteFound
 	inv.Site = site
 	statusDir := site.Spec.Defaults().Status.Directory
 
@@ -106,7 +105,7 @@ func load(fsys fs.FS, l *Loader) (*Inventory, Diagnostics) {
 		dirs[path.Clean(statusDir)] = KindNodeStatus
 	}
 	var jobs []job
-	for _, dir := range slices.Sorted(mapsKeys(dirs)) {
+	for _, dir := range slices.Sorted(maps.Keys(dirs)) {
 		kind := dirs[dir]
 		err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -161,16 +160,6 @@ func load(fsys fs.FS, l *Loader) (*Inventory, Diagnostics) {
 	diags.sort()
 	diags = diags.dedupe()
 	return inv, diags
-}
-
-func mapsKeys(m map[string]string) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func isYAML(name string) bool {

@@ -3,6 +3,7 @@ package schema
 import (
 	"io/fs"
 	"strconv"
+	"strings"
 
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/token"
@@ -77,21 +78,10 @@ func (l *locator) pos(file string, path ...string) token.Pos {
 func (l *locator) diag(file, code, msg, hint string, path ...string) Diagnostic {
 	d := Diagnostic{File: file, Severity: SevError, Code: code, Message: msg, Hint: hint}
 	if len(path) > 0 {
-		d.Field = joinPath(path)
+		d.Field = strings.Join(path, ".")
 	}
 	if p := l.pos(file, path...); p.IsValid() {
 		d.Line, d.Col = p.Line(), p.Column()
 	}
 	return d
-}
-
-func joinPath(path []string) string {
-	s := ""
-	for i, p := range path {
-		if i > 0 {
-			s += "."
-		}
-		s += p
-	}
-	return s
 }

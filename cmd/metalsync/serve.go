@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -168,7 +169,6 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	}
 	loader := &schema.Loader{}
 	media := &sitePublisher{log: log}
-	driverOf := func(string) string { return "" }
 	var (
 		src    daemon.Source
 		writer *gitstatus.Writer
@@ -248,12 +248,12 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		site = site.Defaults()
 		author := gitstatus.Identity{Name: "metalsync", Email: "metalsync@localhost"}
 		if site.Git != nil {
-			author.Name = cmpOr(site.Git.AuthorName, author.Name)
-			author.Email = cmpOr(site.Git.AuthorEmail, author.Email)
+			author.Name = cmp.Or(site.Git.AuthorName, author.Name)
+			author.Email = cmp.Or(site.Git.AuthorEmail, author.Email)
 		}
-		author.Name = cmpOr(a.authorName, author.Name)
-		author.Email = cmpOr(a.authorEmail, author.Email)
-		c, err := gitstatus.New(gitstatus.Config{Source: gs, Branch: site.Status.Branch, Dir: cmpOr(site.Status.Directory, ""), Author: author, Logger: log})
+		author.Name = cmp.Or(a.authorName, author.Name)
+		author.Email = cmp.Or(a.authorEmail, author.Email)
+		c, err := gitstatus.New(gitstatus.Config{Source: gs, Branch: site.Status.Branch, Dir: site.Status.Directory, Author: author, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	trigger := make(chan struct{}, 1)
 	var err error
 	d, err = daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
-		Invalid: daemon.FileReporter{Write: report, Log: log},
+		Invalid: &daemon.FileReporter{Write: report, Log: log},
 		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
 			tree.set(fsys)
 			if trackStatus != nil {
@@ -308,7 +308,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		}
 		return nil
 	}
-	driverOf = func(node string) string {
+	driverOf := func(node string) string {
 		_, inv := d.Revision()
 		if inv == nil {
 			return ""
@@ -390,13 +390,6 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		all = append(all, err)
 	}
 	return errors.Join(all...)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // currentTree remembers the file system of the last valid revision, the
