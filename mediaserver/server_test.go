@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"metalsync.dev/metalsync/test/tools"
 	"net"
 	"net/http"
 	"net/url"
@@ -47,28 +48,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	srv    *Server
 	clock  *fakeClock
-	log    *syncBuffer
+	log    *tools.SyncBuffer
 	client *http.Client
 	base   string
 }
@@ -88,7 +71,7 @@ func start(t *testing.T, host string, tlsFiles *TLSFiles) *env {
 	if tlsFiles != nil {
 		scheme = "https"
 	}
-	e := &env{clock: &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}, log: &syncBuffer{}, client: &http.Client{}}
+	e := &env{clock: &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}, log: &tools.SyncBuffer{}, client: &http.Client{}}
 	e.base = BaseURL(scheme, ln.Addr())
 	e.srv, err = New(Config{
 		Dir: t.TempDir(), BaseURL: e.base, Now: e.clock.Now,

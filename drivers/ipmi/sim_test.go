@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"text/template"
 	"time"
@@ -42,24 +41,7 @@ type sim struct {
 	conf  string // lan.conf path, for restarts
 	emu   string // emulator command file path
 	cmd   *exec.Cmd
-	out   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	out   *tools.SyncBuffer
 }
 
 // startSim starts Debian's ipmi_sim on host (127.0.0.1 or ::1) and a free
@@ -106,7 +88,7 @@ func startSim(tb testing.TB, host string) *sim {
 
 func (s *sim) start(tb testing.TB, bin, persist string) {
 	tb.Helper()
-	s.out = &syncBuffer{}
+	s.out = &tools.SyncBuffer{}
 	s.cmd = exec.Command(bin, "-n", "-c", s.conf, "-f", s.emu, "-s", persist)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
