@@ -18,7 +18,7 @@ import (
 	"filippo.io/age/armor"
 	"sigs.k8s.io/yaml"
 
-	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/schema"
 )
 
@@ -32,7 +32,7 @@ var ErrMissing = errors.New("credentials not found")
 // Credentials are a BMC username and password.
 type Credentials struct {
 	Username string
-	Password drivers.Secret
+	Password secret.Value
 }
 
 // Resolver resolves credential references.
@@ -115,7 +115,7 @@ func (r Resolver) env(e *schema.EnvCredentials) (Credentials, error) {
 	if len(missing) > 0 {
 		return Credentials{}, fmt.Errorf("credentials env: %s not set: %w", strings.Join(missing, " and "), ErrMissing)
 	}
-	return Credentials{Username: user, Password: drivers.Secret(pass)}, nil
+	return Credentials{Username: user, Password: secret.Value(pass)}, nil
 }
 
 func (r Resolver) ageFile(rel string) (Credentials, error) {
@@ -171,5 +171,5 @@ func parse(b []byte) (Credentials, error) {
 	if f.Username == "" || f.Password == "" {
 		return Credentials{}, fmt.Errorf("username and password are both required: %w", ErrMissing)
 	}
-	return Credentials{Username: f.Username, Password: drivers.Secret(f.Password)}, nil
+	return Credentials{Username: f.Username, Password: secret.Value(f.Password)}, nil
 }

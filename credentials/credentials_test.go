@@ -17,7 +17,7 @@ import (
 	"metalsync.dev/metalsync/schema"
 )
 
-const secret = "Sup3r-S3cret!"
+const testPassword = "Sup3r-S3cret!"
 
 func encrypt(t *testing.T, r age.Recipient, plain string, armored bool) []byte {
 	t.Helper()
@@ -65,18 +65,18 @@ func TestResolve(t *testing.T) {
 		}
 		return p
 	}
-	good := fmt.Sprintf("username: admin\npassword: %q\n", secret)
+	good := fmt.Sprintf("username: admin\npassword: %q\n", testPassword)
 	idFile := write("key.txt", []byte(id.String()+"\n"))
 	write("secrets/r1.age", encrypt(t, id.Recipient(), good, false))
 	write("secrets/r1.asc", encrypt(t, id.Recipient(), good, true))
 	write("secrets/other.age", encrypt(t, other.Recipient(), good, false))
 	plainFile := write("creds.yaml", []byte(good))
-	badYAML := write("bad.yaml", []byte("username: admin\npassword: ["+secret+"\n"))
+	badYAML := write("bad.yaml", []byte("username: admin\npassword: ["+testPassword+"\n"))
 	noPass := write("nopass.yaml", []byte("username: admin\n"))
 
-	env := map[string]string{"U": "admin", "P": secret, IdentityEnv: idFile}
+	env := map[string]string{"U": "admin", "P": testPassword, IdentityEnv: idFile}
 	r := Resolver{RepoDir: repo, Getenv: func(k string) string { return env[k] }}
-	want := Credentials{Username: "admin", Password: secret}
+	want := Credentials{Username: "admin", Password: testPassword}
 	tests := []struct {
 		name    string
 		ref     schema.CredentialsRef
@@ -115,8 +115,8 @@ func TestResolve(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("Resolve = %v, want error containing %q", err, tt.wantErr)
 			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("error reveals the secret: %v", err)
+			if strings.Contains(err.Error(), testPassword) {
+				t.Errorf("error reveals the testPassword: %v", err)
 			}
 			if errors.Is(err, ErrMissing) != tt.missing {
 				t.Errorf("errors.Is(err, ErrMissing) = %v, want %v", !tt.missing, tt.missing)
@@ -131,10 +131,10 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve = %v, want missing %s", err, IdentityEnv)
 		}
 	})
-	t.Run("secret does not print", func(t *testing.T) {
+	t.Run("testPassword does not print", func(t *testing.T) {
 		c, _ := r.Resolve(schema.CredentialsRef{File: plainFile})
-		if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, secret) {
-			t.Errorf("formatting credentials reveals the secret: %s", s)
+		if s := fmt.Sprintf("%v %+v %#v", c, c, c); strings.Contains(s, testPassword) {
+			t.Errorf("formatting credentials reveals the testPassword: %s", s)
 		}
 	})
 }

@@ -12,8 +12,8 @@ import (
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
-	"metalsync.dev/metalsync/inventorygen"
 	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/test/inventorygen"
 )
 
 // chanSource delivers revisions pushed by the test.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"metalsync.dev/metalsync/inventorygen"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/test/inventorygen"
 )
 
 type call struct {

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"metalsync.dev/metalsync/credentials/secret"
 )
 
 // ErrUnsupported marks an operation the driver or the BMC cannot perform.
@@ -277,21 +279,6 @@ func Capabilities(b BMC) []Capability {
 	return caps
 }
 
-// Secret is a credential value. It never prints itself.
-type Secret string
-
-// String redacts the secret.
-func (Secret) String() string { return "[redacted]" }
-
-// GoString redacts the secret in %#v.
-func (Secret) GoString() string { return "[redacted]" }
-
-// MarshalText redacts the secret in JSON, YAML and slog output.
-func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
-
-// Reveal returns the secret for the one place that must send it.
-func (s Secret) Reveal() string { return string(s) }
-
 // Config is what a driver constructor gets.
 type Config struct {
 	// Endpoint is the BMC URL without the driver prefix: for
@@ -299,7 +286,7 @@ type Config struct {
 	// for ipmi://h:623 it is ipmi://h:623.
 	Endpoint *url.URL
 	Username string
-	Password Secret
+	Password secret.Value
 	// InsecureSkipVerify turns TLS verification off (site opted out).
 	InsecureSkipVerify bool
 	// CAPEM, when set, is the only CA trusted for this BMC.

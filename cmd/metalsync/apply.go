@@ -13,9 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"metalsync.dev/metalsync/mediaserver"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/render/mediaserver"
 	"metalsync.dev/metalsync/schema"
 )
 

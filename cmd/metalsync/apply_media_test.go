@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 // TestApplyServesBootMedia: `apply --media-listen` serves each DHCP-less

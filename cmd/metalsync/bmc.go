@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/schema"
 )
@@ -210,7 +211,7 @@ func (f *bmcFlags) config(env *Env) (drivers.Config, string, error) {
 		if pw == "" {
 			return drivers.Config{}, "", fmt.Errorf("--username is set but $%s is empty: put the password there (or name another variable with --password-env)", f.passwordEnv)
 		}
-		cfg.Password = drivers.Secret(pw)
+		cfg.Password = secret.Value(pw)
 	}
 	if f.caFile != "" {
 		pem, err := os.ReadFile(f.caFile)

@@ -14,9 +14,9 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"metalsync.dev/metalsync/drivers/redfish/mockupserver"
-	"metalsync.dev/metalsync/ipmisim"
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/ipmisim"
+	"metalsync.dev/metalsync/sim/mockupserver"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 // TestBMCScripts runs the `metalsync bmc` scripts in testdata/bmc against
@@ -65,7 +65,7 @@ func setupBMCFixtures(e *testscript.Env) error {
 	tlsSrv.StartTLS()
 	e.Defer(tlsSrv.Close)
 
-	mock, err := mockupserver.New(filepath.Join("..", "..", "..", "shared", "testdata", "redfish-mockups", "public-tower"),
+	mock, err := mockupserver.Open("public-tower",
 		mockupserver.Options{Username: bmcTestUser, Password: bmcTestPass})
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ func setupBMCFixtures(e *testscript.Env) error {
 	mockSrv := httptest.NewServer(mock)
 	e.Defer(mockSrv.Close)
 	// The same mockup with no virtual media anywhere.
-	bare, err := mockupserver.New(filepath.Join("..", "..", "..", "shared", "testdata", "redfish-mockups", "public-tower"),
+	bare, err := mockupserver.Open("public-tower",
 		mockupserver.Options{Username: bmcTestUser, Password: bmcTestPass, DropProperties: []string{"VirtualMedia"}})
 	if err != nil {
 		return err

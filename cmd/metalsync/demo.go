@@ -22,11 +22,11 @@ import (
 	"time"
 
 	inventoryexample "metalsync.dev/metalsync/inventory-example"
-	"metalsync.dev/metalsync/ipmisim"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
-	"metalsync.dev/metalsync/redfishsim"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/ipmisim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 type demoArgs struct {

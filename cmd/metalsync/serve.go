@@ -19,15 +19,15 @@ import (
 	"time"
 
 	"metalsync.dev/metalsync/credentials"
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/daemon"
-	"metalsync.dev/metalsync/drivers"
-	"metalsync.dev/metalsync/gitsource"
-	"metalsync.dev/metalsync/gitstatus"
-	"metalsync.dev/metalsync/localwatch"
-	"metalsync.dev/metalsync/mediaserver"
 	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/render/mediaserver"
+	"metalsync.dev/metalsync/repo/gitsource"
+	"metalsync.dev/metalsync/repo/gitstatus"
+	"metalsync.dev/metalsync/repo/localwatch"
+	"metalsync.dev/metalsync/repo/webhook"
 	"metalsync.dev/metalsync/schema"
-	"metalsync.dev/metalsync/webhook"
 )
 
 // serveArgs are the flags of `metalsync serve`.
@@ -219,7 +219,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	} else {
 		auth := gitsource.Auth{Username: a.gitUsername, SSHKeyFile: a.sshKey, KnownHostsFile: a.knownHosts}
 		if a.gitPasswordEnv != "" {
-			auth.Password = drivers.Secret(env.Getenv(a.gitPasswordEnv))
+			auth.Password = secret.Value(env.Getenv(a.gitPasswordEnv))
 		}
 		gs, err := gitsource.New(gitsource.Config{URL: a.repo, Branch: a.branch, Auth: auth, Dir: a.cacheDir, IgnoreDir: schema.DefaultStatusDir, Logger: log})
 		if err != nil {
@@ -574,8 +574,8 @@ func specDigest(fsys fs.FS) (string, error) {
 
 // newWebhook returns the push-event receiver that triggers a fetch, with
 // a request counter by result.
-func newWebhook(secret, branch string, trigger chan struct{}, m *daemon.Metrics, log *slog.Logger) (http.Handler, error) {
-	h, err := webhook.New(webhook.Config{Secret: drivers.Secret(secret), Branch: branch, Logger: log, Trigger: func() {
+func newWebhook(key, branch string, trigger chan struct{}, m *daemon.Metrics, log *slog.Logger) (http.Handler, error) {
+	h, err := webhook.New(webhook.Config{Secret: secret.Value(key), Branch: branch, Logger: log, Trigger: func() {
 		select {
 		case trigger <- struct{}{}:
 		default:

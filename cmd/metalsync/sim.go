@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 // simFlags are the flags of `metalsync sim`.

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/drivers"
 )
 
@@ -208,7 +209,7 @@ type System struct {
 	powerDelay time.Duration                             // guarded by mu
 	faults     Faults                                    // guarded by mu
 	username   string                                    // guarded by mu
-	password   drivers.Secret                            // guarded by mu
+	password   secret.Value                              // guarded by mu
 	counts     Counts                                    // guarded by mu
 }
 
@@ -257,7 +258,7 @@ func (s *System) SetLatency(call, power time.Duration) {
 }
 
 // SetCredentials makes Open require these credentials; empty accepts any.
-func (s *System) SetCredentials(username string, password drivers.Secret) {
+func (s *System) SetCredentials(username string, password secret.Value) {
 	s.mu.Lock()
 	s.username, s.password = username, password
 	s.mu.Unlock()
@@ -309,7 +310,7 @@ func (s *System) Counts() Counts {
 	return Counts{Calls: s.counts.Calls, Ops: maps.Clone(s.counts.Ops)}
 }
 
-func (s *System) login(user string, pass drivers.Secret) error {
+func (s *System) login(user string, pass secret.Value) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.faults.Unreachable {

@@ -10,12 +10,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/drivertest"
 	"metalsync.dev/metalsync/drivers/fake"
 )
 
-func open(t *testing.T, f *fake.Fleet, endpoint string, user string, pass drivers.Secret) (drivers.BMC, error) {
+func open(t *testing.T, f *fake.Fleet, endpoint string, user string, pass secret.Value) (drivers.BMC, error) {
 	t.Helper()
 	u, err := url.Parse(endpoint)
 	if err != nil {
@@ -49,7 +50,7 @@ func TestOpen(t *testing.T) {
 		auto     bool
 		endpoint string
 		user     string
-		pass     drivers.Secret
+		pass     secret.Value
 		wantErr  error
 	}{
 		{"good credentials", false, "fake://locked", "admin", "s3cret-pass", nil},

@@ -13,7 +13,7 @@ import (
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/drivertest"
-	"metalsync.dev/metalsync/ipmisim"
+	"metalsync.dev/metalsync/sim/ipmisim"
 )
 
 // startGoIPMIServer runs go-ipmi's reference BMC in process on loopback. It

@@ -23,6 +23,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/client"
 	"github.com/bougou/go-ipmi/pkg/types"
 
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/drivers"
 )
 
@@ -50,7 +51,7 @@ type BMC struct {
 	port        int
 	hostname    string
 	user        string
-	password    drivers.Secret
+	password    secret.Value
 	suite       types.CipherSuiteID
 	callTimeout time.Duration
 

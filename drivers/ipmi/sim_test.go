@@ -17,6 +17,7 @@ import (
 
 	"github.com/bougou/go-ipmi/pkg/types"
 
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/test/tools"
 )
@@ -141,7 +142,7 @@ func (s *sim) config(password string) drivers.Config {
 	return drivers.Config{
 		Endpoint:    &url.URL{Scheme: "ipmi", Host: s.addr},
 		Username:    simUser,
-		Password:    drivers.Secret(password),
+		Password:    secret.Value(password),
 		CallTimeout: 5 * time.Second,
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/redfish"
-	"metalsync.dev/metalsync/drivers/redfish/mockupserver"
+	"metalsync.dev/metalsync/sim/mockupserver"
 )
 
 func TestSessionLifecycle(t *testing.T) {
@@ -131,7 +131,7 @@ func TestCallTimeout(t *testing.T) {
 }
 
 func TestIPv6Loopback(t *testing.T) {
-	m, err := mockupserver.New(mockupDir("public-tower"), mockupserver.Options{Username: mockUser, Password: mockPass})
+	m, err := mockupserver.Open("public-tower", mockupserver.Options{Username: mockUser, Password: mockPass})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestIPv6Loopback(t *testing.T) {
 // certificate, as PEM.
 func tlsMockup(t *testing.T) (*httptest.Server, []byte) {
 	t.Helper()
-	m, err := mockupserver.New(mockupDir("public-localstorage"), mockupserver.Options{})
+	m, err := mockupserver.Open("public-localstorage", mockupserver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/redfish"
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 // benchNodes is the simulated fleet size: METALSYNC_BENCH_NODES, default 1000.

@@ -10,7 +10,7 @@ import (
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/redfish"
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 // simBMC starts a simulator whose one system is its own BMC on a loopback

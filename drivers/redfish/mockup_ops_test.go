@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"metalsync.dev/metalsync/drivers"
-	"metalsync.dev/metalsync/drivers/redfish/mockupserver"
+	"metalsync.dev/metalsync/sim/mockupserver"
 )
 
 // writes returns the recorded requests that change something.
@@ -279,7 +279,7 @@ func (s *stalePatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestPatchStaleETag: on 412 the driver reads a fresh ETag and PATCHes
 // once more with it.
 func TestPatchStaleETag(t *testing.T) {
-	m, err := mockupserver.New(mockupDir("public-rackmount1"), mockupserver.Options{})
+	m, err := mockupserver.Open("public-rackmount1", mockupserver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

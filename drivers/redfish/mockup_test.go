@@ -5,20 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/redfish"
-	"metalsync.dev/metalsync/drivers/redfish/mockupserver"
+	"metalsync.dev/metalsync/sim/mockupserver"
 )
-
-// mockupDir is the shared DMTF mockups, relative to this package.
-func mockupDir(name string) string {
-	return filepath.Join("..", "..", "..", "shared", "testdata", "redfish-mockups", name)
-}
 
 const (
 	mockUser = "operator"
@@ -31,7 +25,7 @@ func serveMockup(t *testing.T, name string, opts mockupserver.Options) (*mockups
 	if opts.Username == "" && !opts.NoSessions {
 		opts.Username, opts.Password = mockUser, mockPass
 	}
-	m, err := mockupserver.New(mockupDir(name), opts)
+	m, err := mockupserver.Open(name, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"metalsync.dev/metalsync/drivers"
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 // TestCreateVolumeWithoutDrives: a logical disk that names no drives (as

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/drivers"
 )
 
@@ -42,7 +43,7 @@ type BMC struct {
 	client      *http.Client
 	callTimeout time.Duration
 	username    string
-	password    drivers.Secret
+	password    secret.Value
 	ownPool     *Pool // set when Open made a pool for this BMC alone
 
 	// Set by Open, then read-only.

@@ -9,7 +9,7 @@ import (
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/drivertest"
 	"metalsync.dev/metalsync/drivers/redfish"
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/sim/redfishsim"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/redfish"
-	"metalsync.dev/metalsync/drivers/redfish/mockupserver"
+	"metalsync.dev/metalsync/sim/mockupserver"
 )
 
 // taskBMC serves the public-tower mockup with a SimpleUpdate that starts a
@@ -66,7 +66,7 @@ func TestFirmwareTask(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := mockupserver.New(mockupDir("public-tower"), mockupserver.Options{Username: mockUser, Password: mockPass})
+			m, err := mockupserver.Open("public-tower", mockupserver.Options{Username: mockUser, Password: mockPass})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestFirmwareTask(t *testing.T) {
 		})
 	}
 	// A task that never ends stops at the ctx deadline.
-	m, err := mockupserver.New(mockupDir("public-tower"), mockupserver.Options{})
+	m, err := mockupserver.Open("public-tower", mockupserver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

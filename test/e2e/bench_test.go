@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"metalsync.dev/metalsync/gitsource/gittest"
-	"metalsync.dev/metalsync/inventorygen"
-	"metalsync.dev/metalsync/redfishsim"
+	"metalsync.dev/metalsync/repo/gitsource/gittest"
+	"metalsync.dev/metalsync/sim/redfishsim"
+	"metalsync.dev/metalsync/test/inventorygen"
 )
 
 // BenchmarkPushToAction measures the time from a finished `git push` of a

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"metalsync.dev/metalsync/inventorygen"
+	"metalsync.dev/metalsync/test/inventorygen"
 )
 
 func main() {
