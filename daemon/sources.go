@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path"
@@ -15,6 +16,8 @@ import (
 // message; *gitstatus.Writer is one.
 type StatusUpdater interface {
 	UpdateAt(dir, node string, data []byte, summary string) error
+	// Sync returns once every update so far is committed and pushed.
+	Sync(ctx context.Context) error
 }
 
 // GitSink writes status files through a coalescing Git writer. It is the
@@ -89,6 +92,9 @@ func (g *GitSink) WriteStatus(node string, st schema.NodeStatusBody) error {
 	}
 	return nil
 }
+
+// Sync implements apply.Syncer: every status written so far is pushed.
+func (g *GitSink) Sync(ctx context.Context) error { return g.W.Sync(ctx) }
 
 // ForgetStatus implements apply.StatusSink.
 func (g *GitSink) ForgetStatus(node string) error {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"testing"
 	"testing/fstest"
 
@@ -16,6 +17,8 @@ type call struct {
 }
 
 type recordingUpdater struct{ calls []call }
+
+func (r *recordingUpdater) Sync(context.Context) error { return nil }
 
 func (r *recordingUpdater) UpdateAt(dir, node string, data []byte, _ string) error {
 	r.calls = append(r.calls, call{Dir: dir, Node: node, Deleted: data == nil})

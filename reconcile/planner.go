@@ -96,6 +96,9 @@ type nodePlanner struct {
 	b         *builder
 	np        plan.NodePlan
 	inspected bool // an inspection is already in the plan, or not wanted
+	// cut is the number of operations up to and including the plan's
+	// inspection (0: none).
+	cut int
 }
 
 func planNode(n *schema.Node, st schema.NodeStatusBody, seen bool, site schema.SiteSpec, templates map[string]*schema.DeployTemplate, caps Capabilities) plan.NodePlan {
@@ -144,6 +147,7 @@ func planNode(n *schema.Node, st schema.NodeStatusBody, seen bool, site schema.S
 			return p.np
 		}
 	}
+	p.stopAfterInspection()
 	return p.np
 }
 
@@ -200,6 +204,10 @@ func (p *nodePlanner) needsInspect() (plan.Reason, bool) {
 
 // plan walks the state machine from the observed state towards the
 // target, adding one operation per stable state it passes.
+//
+// The walk stops after an inspection: what follows (booting the agent
+// with the node's network, choosing disks) depends on the hardware found,
+// so the node is planned again once the inspection is recorded (Replan).
 func (p *nodePlanner) plan(cur State) {
 	cur = p.resume(cur)
 	for range 12 { // more than the longest path; guards against a cycle
@@ -211,8 +219,22 @@ func (p *nodePlanner) plan(cur State) {
 			break
 		}
 		cur = next
+		if n := len(p.np.Operations); p.cut == 0 && n > 0 && p.np.Operations[n-1].Kind == plan.KindInspect {
+			p.cut = n
+		}
 	}
 	p.finalPower(cur)
+}
+
+// stopAfterInspection marks the operations after the plan's inspection as
+// provisional: shown, so that a reader sees the whole way, but run only
+// once the node is planned again with the inspection recorded.
+func (p *nodePlanner) stopAfterInspection() {
+	if p.cut == 0 || p.cut >= len(p.np.Operations) {
+		return
+	}
+	p.np.ReplanFrom = p.cut
+	p.note(p.np.Operations[p.cut-1].Reason, "operations after the inspection are planned again once it is recorded (they depend on the hardware found)")
 }
 
 // resume continues an operation recorded in status: the same operation is

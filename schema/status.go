@@ -27,6 +27,9 @@ type NodeStatusBody struct {
 	Target     string     `json:"target,omitempty"`
 	Operation  *Operation `json:"operation,omitempty"`
 	LastError  string     `json:"lastError,omitempty"`
+	// PlanError is why the planner refuses the node (nothing runs until it
+	// is fixed); cleared when a plan succeeds again.
+	PlanError string `json:"planError,omitempty"`
 	Fault      *Fault     `json:"fault,omitempty"`
 	Retired    string     `json:"retired,omitempty"`
 	Quarantine string     `json:"quarantine,omitempty"`
@@ -42,6 +45,19 @@ type Operation struct {
 	Started string   `json:"started,omitempty"`
 	Step    int      `json:"step,omitempty"`
 	Steps   []string `json:"steps,omitempty"`
+	// Intent is the destructive step about to run (or running): recorded
+	// durably before the step starts, cleared when its result is recorded.
+	// Found after a restart, it means the step may have run.
+	Intent *Intent `json:"intent,omitempty"`
+}
+
+// Intent is the write-ahead record of a destructive step.
+type Intent struct {
+	// Step is the step's name; ID its command id, the same on every
+	// attempt, so that an agent that already ran it does not run it again.
+	Step    string `json:"step"`
+	ID      string `json:"id"`
+	Started string `json:"started,omitempty"`
 }
 
 // Fault is an automatic quarantine after repeated failures.

@@ -332,17 +332,28 @@ func toMap(v any) (map[string]any, error) {
 // agentStep runs an in-band step in the deploy agent and records what it
 // changed on the node.
 func (s *session) agentStep(ctx context.Context, step plan.Step) error {
-	var agent Agent
-	if s.e.AgentFor != nil {
-		agent = s.e.AgentFor(s.driver)
-	}
+	agent := s.agent()
 	if agent == nil {
 		return Stall(fmt.Errorf("step %s needs the deploy agent; not available yet", step.Name()))
 	}
-	res, err := agent.RunStep(ctx, s.name, step)
+	res, err := agent.RunStep(ctx, s.name, s.cmdID, step)
 	if err != nil {
 		return err
 	}
+	s.recordAgent(step, res)
+	return nil
+}
+
+// agent is the deploy agent serving the node's driver, or nil.
+func (s *session) agent() Agent {
+	if s.e.AgentFor == nil {
+		return nil
+	}
+	return s.e.AgentFor(s.driver)
+}
+
+// recordAgent records what an in-band step changed on the node.
+func (s *session) recordAgent(step plan.Step, res AgentResult) {
 	now := stamp(s.e.clock().Now())
 	a := step.Agent
 	switch a.Interface + "." + a.Step {
@@ -356,7 +367,6 @@ func (s *session) agentStep(ctx context.Context, step plan.Step) error {
 	case "deploy.erase_devices_metadata", "deploy.erase_devices":
 		s.st.Deployed = nil
 	}
-	return nil
 }
 
 // raid deletes existing volumes when asked and creates the planned ones,

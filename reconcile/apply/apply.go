@@ -108,6 +108,10 @@ type NodeResult struct {
 	Outcome  Outcome
 	Duration time.Duration
 	Err      error
+	// Replan: the node's plan stopped after an inspection, to be planned
+	// again with it recorded. Status is the node's status at the end.
+	Replan bool
+	Status schema.NodeStatusBody
 }
 
 // Report is the result of one Apply.
@@ -245,6 +249,57 @@ func (e *Executor) slot(host string, size int) chan struct{} {
 // work goes. Apply returns when every node is done or ctx ends; a
 // cancelled run leaves status from which the next plan resumes.
 func (e *Executor) Apply(ctx context.Context, inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) Report {
+	rep := e.applyOnce(ctx, inv, p, observed)
+	// Nodes whose plan stopped after an inspection are planned again now,
+	// with the hardware found, before anything boots them (MAC guard, root
+	// disk hints). Each round needs one more inspection; three is plenty.
+	for range 3 {
+		again := map[string]bool{}
+		next := observed.Clone()
+		if next == nil {
+			next = reconcile.Observed{}
+		}
+		for _, r := range rep.Nodes {
+			if r.Replan && r.Outcome == Done {
+				again[r.Node] = true
+				next[r.Node] = r.Status
+			}
+		}
+		if len(again) == 0 || ctx.Err() != nil {
+			break
+		}
+		p2 := reconcile.Plan(inv, next, e.Capabilities(), e.clock().Now())
+		p2.InventoryCommit = p.InventoryCommit
+		p2.Nodes = slices.DeleteFunc(p2.Nodes, func(np plan.NodePlan) bool { return !again[np.Node] })
+		rep = rep.merge(e.applyOnce(ctx, inv, p2, next))
+		observed = next
+	}
+	return rep
+}
+
+// merge replaces r's results with later's for the nodes later ran, keeping
+// where each node started.
+func (r Report) merge(later Report) Report {
+	idx := make(map[string]int, len(r.Nodes))
+	for i, n := range r.Nodes {
+		idx[n.Node] = i
+	}
+	for _, n := range later.Nodes {
+		i, ok := idx[n.Node]
+		if !ok {
+			r.Nodes = append(r.Nodes, n)
+			continue
+		}
+		first := r.Nodes[i]
+		n.From = first.From
+		n.Duration += first.Duration
+		r.Nodes[i] = n
+	}
+	slices.SortFunc(r.Nodes, func(a, b NodeResult) int { return cmp.Compare(a.Node, b.Node) })
+	return r
+}
+
+func (e *Executor) applyOnce(ctx context.Context, inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) Report {
 	lim := e.limits(inv)
 	byName := make(map[string]*schema.Node, len(inv.Nodes))
 	for _, n := range inv.Nodes {

@@ -17,8 +17,17 @@ import (
 
 // Agent runs in-band steps (write the image, erase disks, software RAID,
 // in-band inspection) in the deploy agent booted on the node.
+//
+// Every step is a command with an id that stays the same across attempts
+// and restarts (it is recorded in status before the step starts). An agent
+// that already ran a command returns that run's result and runs nothing,
+// so a restarted executor never makes the machine run a step twice.
 type Agent interface {
-	RunStep(ctx context.Context, node string, step plan.Step) (AgentResult, error)
+	RunStep(ctx context.Context, node, id string, step plan.Step) (AgentResult, error)
+	// Command reports what the agent knows of command id: its result and
+	// true when it ran; false when the agent never ran it (or no longer
+	// knows, after the agent itself restarted).
+	Command(ctx context.Context, node, id string) (AgentResult, bool, error)
 }
 
 // AgentResult is what an in-band step reports.
@@ -37,14 +46,19 @@ type SimulatedAgent struct {
 	// Latency is how long each step takes.
 	Latency time.Duration
 
-	mu  sync.Mutex
-	ran map[string][]string // node -> steps run; guarded by mu
+	mu   sync.Mutex
+	ran  map[string][]string               // node -> steps run; guarded by mu
+	done map[string]map[string]AgentResult // node -> command id -> result; guarded by mu
 }
 
-// RunStep simulates an in-band step.
-func (a *SimulatedAgent) RunStep(ctx context.Context, node string, step plan.Step) (AgentResult, error) {
+// RunStep simulates an in-band step; a command id it ran before returns
+// the earlier result.
+func (a *SimulatedAgent) RunStep(ctx context.Context, node, id string, step plan.Step) (AgentResult, error) {
 	if step.Agent == nil {
 		return AgentResult{}, fmt.Errorf("simulated agent: step %s is not an agent step", step.Name())
+	}
+	if res, ok, _ := a.Command(ctx, node, id); ok {
+		return res, nil
 	}
 	if a.Latency > 0 {
 		t := time.NewTimer(a.Latency)
@@ -58,18 +72,32 @@ func (a *SimulatedAgent) RunStep(ctx context.Context, node string, step plan.Ste
 	if err := ctx.Err(); err != nil {
 		return AgentResult{}, err
 	}
-	a.mu.Lock()
-	if a.ran == nil {
-		a.ran = map[string][]string{}
-	}
-	a.ran[node] = append(a.ran[node], step.Agent.Interface+"."+step.Agent.Step)
-	a.mu.Unlock()
 	res := AgentResult{Simulated: true}
 	if step.Agent.Interface == "inspect" {
 		res.Inventory = map[string]any{"simulated": true, "cpus": 2, "memoryMiB": 262144,
 			"disks": []any{map[string]any{"id": "disk0", "sizeBytes": 960197124096}}}
 	}
+	a.mu.Lock()
+	if a.ran == nil {
+		a.ran, a.done = map[string][]string{}, map[string]map[string]AgentResult{}
+	}
+	a.ran[node] = append(a.ran[node], step.Agent.Interface+"."+step.Agent.Step)
+	if id != "" {
+		if a.done[node] == nil {
+			a.done[node] = map[string]AgentResult{}
+		}
+		a.done[node][id] = res
+	}
+	a.mu.Unlock()
 	return res, nil
+}
+
+// Command reports whether the simulated agent ran command id.
+func (a *SimulatedAgent) Command(_ context.Context, node, id string) (AgentResult, bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	res, ok := a.done[node][id]
+	return res, ok, nil
 }
 
 // Ran returns the steps run on node, in order.
@@ -86,13 +114,22 @@ type Media interface {
 	Unpublish(ctx context.Context, node string) error
 }
 
-// StatusSink stores node status as the executor goes. A write must be
-// durable when it returns: the executor relies on it to never repeat a
-// completed destructive step after a restart. It takes no ctx on purpose:
-// progress is recorded even while the run is being cancelled.
+// StatusSink stores node status as the executor goes. It takes no ctx on
+// purpose: progress is recorded even while the run is being cancelled.
+//
+// A sink that batches writes implements Syncer; one that does not must be
+// durable when WriteStatus returns. The executor syncs before a destructive
+// step starts (its intent) and after it ends (its result), so that a
+// restart never finds a destructive step done without knowing it.
 type StatusSink interface {
 	WriteStatus(node string, st schema.NodeStatusBody) error
 	ForgetStatus(node string) error
+}
+
+// Syncer is a StatusSink that batches: Sync returns once every write made
+// before the call is durable (for Git: committed and pushed).
+type Syncer interface {
+	Sync(ctx context.Context) error
 }
 
 // DirSink writes status files (status/<node>.yaml) into a directory.
@@ -242,6 +279,9 @@ const (
 	FaultSet
 	FaultCleared
 	NodeFinished
+	// StepRecovered: a restart found the step's intent without a result;
+	// Err says what was decided.
+	StepRecovered
 )
 
 func (k EventKind) String() string {
@@ -264,6 +304,8 @@ func (k EventKind) String() string {
 		return "fault cleared"
 	case NodeFinished:
 		return "node finished"
+	case StepRecovered:
+		return "step recovered"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

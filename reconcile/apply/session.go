@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -25,6 +27,7 @@ type session struct {
 	commit string
 	st     schema.NodeStatusBody
 	bmc    drivers.BMC // opened on first use
+	cmdID  string      // command id of the destructive step running, for the agent
 }
 
 // newSession prepares the work on one node; node is nil for a node that
@@ -47,6 +50,7 @@ func (s *session) run(ctx context.Context) NodeResult {
 	finish := func(o Outcome, err error) NodeResult {
 		res.Outcome, res.Err = o, err
 		res.Reached = s.st.ProvisionState
+		res.Status = cloneStatus(s.st)
 		res.Duration = e.clock().Now().Sub(start)
 		e.emit(Event{Kind: NodeFinished, Node: s.name, Err: err, Result: &res})
 		return res
@@ -60,7 +64,13 @@ func (s *session) run(ctx context.Context) NodeResult {
 	if s.np.Probe {
 		return s.probe(ctx, finish)
 	}
-	for _, op := range s.np.Operations {
+	ops := s.np.Operations
+	if s.np.ReplanFrom > 0 && s.np.ReplanFrom < len(ops) {
+		// The rest is planned again with the inspection recorded.
+		ops = ops[:s.np.ReplanFrom]
+		res.Replan = true
+	}
+	for _, op := range ops {
 		if err := ctx.Err(); err != nil {
 			return finish(Canceled, err)
 		}
@@ -104,6 +114,10 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 	if prev := s.st.Operation; prev == nil || prev.Kind != op.Kind.String() {
 		s.st.Operation = &schema.Operation{Kind: op.Kind.String(), Started: stamp(e.clock().Now())}
 	}
+	// An intent recorded for the step this operation resumes at means the
+	// step may have run before the process stopped.
+	pending := s.st.Operation.Intent
+	s.st.Operation.Intent = nil
 	s.st.Operation.Steps = names
 	s.st.Target = op.To
 	for i := op.Resume; i < len(op.Steps); i++ {
@@ -113,13 +127,17 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 		}
 		s.st.ProvisionState = step.State
 		s.st.Operation.Step = i
-		if err := s.write(); err != nil {
-			return Failed, err
+		var resumed *schema.Intent
+		if pending != nil && i == op.Resume && pending.Step == step.Name() {
+			resumed = pending
+		}
+		if err := s.begin(ctx, op, i, step, resumed); err != nil {
+			return RetryLater, err
 		}
 		ev := Event{Node: s.name, Op: op.Kind, Step: i, Steps: len(op.Steps), StepName: step.Name()}
 		ev.Kind = StepStarted
 		e.emit(ev)
-		err := s.runStep(ctx, op, step, ev)
+		err := s.runOrRecover(ctx, op, step, ev, resumed)
 		if err != nil {
 			ev.Kind, ev.Err = StepFailed, err
 			e.emit(ev)
@@ -128,9 +146,16 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 		// Recorded whether or not ctx has ended since: the step is done,
 		// and a resumed run must not repeat it.
 		s.st.Operation.Step = i + 1
+		s.st.Operation.Intent = nil
 		s.st.LastError = ""
 		if err := s.write(); err != nil {
 			return Failed, err
+		}
+		if step.Destructive {
+			// The result is durable before the node is touched again.
+			if err := s.sync(context.WithoutCancel(ctx)); err != nil {
+				return RetryLater, err
+			}
 		}
 		ev.Kind = StepFinished
 		e.emit(ev)
@@ -140,6 +165,72 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 		return Failed, err
 	}
 	return Done, nil
+}
+
+// begin records that step i is about to run. For a destructive step the
+// record is a write-ahead intent, durable before the step starts: a step
+// whose intent cannot be made durable does not run.
+func (s *session) begin(ctx context.Context, op plan.Operation, i int, step plan.Step, resumed *schema.Intent) error {
+	s.cmdID = ""
+	if step.Destructive {
+		in := resumed
+		if in == nil {
+			in = &schema.Intent{Step: step.Name(), ID: commandID(s.name, s.st.Operation.Started, op.Kind.String(), i, step.Name()),
+				Started: stamp(s.e.clock().Now())}
+		}
+		s.st.Operation.Intent = in
+		s.cmdID = in.ID
+	}
+	if err := s.write(); err != nil {
+		return err
+	}
+	if !step.Destructive {
+		return nil
+	}
+	if err := s.sync(ctx); err != nil {
+		return fmt.Errorf("step %s not started: its intent is not durable: %w", step.Name(), err)
+	}
+	return nil
+}
+
+// sync makes every status write so far durable, when the sink batches.
+func (s *session) sync(ctx context.Context) error {
+	if sy, ok := s.e.Sink.(Syncer); ok {
+		if err := sy.Sync(ctx); err != nil {
+			return fmt.Errorf("sync status: %w", err)
+		}
+	}
+	return nil
+}
+
+// commandID names one run of a step: the same for every attempt of that
+// step in that operation, different for the next operation.
+func commandID(node, started, kind string, i int, step string) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%d\x00%s", node, started, kind, i, step))
+	return hex.EncodeToString(h[:12])
+}
+
+// runOrRecover runs the step, unless a restart found its intent: then a
+// repeatable step runs again, and any other is first checked on the
+// machine (the agent by command id, the BMC's volumes), and runs only if
+// the machine says it did not.
+func (s *session) runOrRecover(ctx context.Context, op plan.Operation, step plan.Step, ev Event, resumed *schema.Intent) error {
+	if resumed == nil || step.Repeatable() {
+		if resumed != nil {
+			s.e.emit(Event{Kind: StepRecovered, Node: s.name, Op: op.Kind, StepName: step.Name(), Err: errors.New("repeatable; running it again")})
+		}
+		return s.runStep(ctx, op, step, ev)
+	}
+	ran, err := s.check(ctx, step)
+	if err != nil {
+		return err
+	}
+	if ran {
+		s.e.emit(Event{Kind: StepRecovered, Node: s.name, Op: op.Kind, StepName: step.Name(), Err: errors.New("the machine says it ran; not repeated")})
+		return nil
+	}
+	s.e.emit(Event{Kind: StepRecovered, Node: s.name, Op: op.Kind, StepName: step.Name(), Err: errors.New("the machine says it did not run; running it")})
+	return s.runStep(ctx, op, step, ev)
 }
 
 // failed records a failed step and says how the node's work ended.
@@ -297,6 +388,10 @@ func cloneStatus(st schema.NodeStatusBody) schema.NodeStatusBody {
 	if st.Operation != nil {
 		op := *st.Operation
 		op.Steps = append([]string(nil), op.Steps...)
+		if op.Intent != nil {
+			in := *op.Intent
+			op.Intent = &in
+		}
 		st.Operation = &op
 	}
 	if st.Fault != nil {

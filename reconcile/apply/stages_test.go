@@ -22,7 +22,11 @@ type slowAgent struct {
 	waits atomic.Int32
 }
 
-func (a *slowAgent) RunStep(ctx context.Context, node string, step plan.Step) (AgentResult, error) {
+func (a *slowAgent) Command(context.Context, string, string) (AgentResult, bool, error) {
+	return AgentResult{}, false, nil
+}
+
+func (a *slowAgent) RunStep(ctx context.Context, node, id string, step plan.Step) (AgentResult, error) {
 	if a.waits.Add(-1) >= 0 {
 		return AgentResult{}, Wait(30*time.Second, "image 40% written")
 	}

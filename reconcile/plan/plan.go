@@ -55,6 +55,11 @@ type NodePlan struct {
 	// Probe asks the executor to read power (only) to see whether an
 	// automatic fault has cleared.
 	Probe bool `json:"probe,omitempty"`
+	// ReplanFrom, when not 0, is the index of the first operation after an
+	// inspection: the executor stops before it, and the node is planned
+	// again once the inspection is recorded (those operations depend on
+	// the hardware found: the MAC guard, root disk hints).
+	ReplanFrom int `json:"replan_from,omitempty"`
 }
 
 // Note is shown in the plan and causes no action.

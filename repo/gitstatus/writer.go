@@ -18,6 +18,10 @@ type Writer struct {
 	mu      sync.Mutex
 	pending map[string]Change // guarded by mu; node → latest change
 	kick    chan struct{}     // buffered 1: pending became non-empty
+	// seq numbers updates; an update is durable once durable reaches its
+	// number. Both guarded by mu.
+	seq, durable uint64
+	pendSeq      map[string]uint64 // guarded by mu; key → seq of its pending change
 
 	flushMu sync.Mutex // one flush at a time, so commits keep their order
 }
@@ -42,6 +46,7 @@ func NewWriter(c *Committer, cfg WriterConfig) *Writer {
 		interval: cfg.Interval,
 		onFlush:  cfg.OnFlush,
 		pending:  map[string]Change{},
+		pendSeq:  map[string]uint64{},
 		kick:     make(chan struct{}, 1),
 	}
 }
@@ -79,7 +84,9 @@ func (w *Writer) UpdateFile(file string, data []byte, summary string) error {
 // put replaces the pending change of the same file and wakes Run.
 func (w *Writer) put(ch Change) {
 	w.mu.Lock()
+	w.seq++
 	w.pending[pendingKey(ch)] = ch
+	w.pendSeq[pendingKey(ch)] = w.seq
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -101,28 +108,72 @@ func (w *Writer) Flush(ctx context.Context) (Result, error) {
 	defer w.flushMu.Unlock()
 	w.mu.Lock()
 	batch := make([]Change, 0, len(w.pending))
-	for _, ch := range w.pending {
+	seqs := make(map[string]uint64, len(w.pending))
+	for k, ch := range w.pending {
 		batch = append(batch, ch)
+		seqs[k] = w.pendSeq[k]
 	}
-	w.pending = map[string]Change{}
+	upTo := w.seq
+	w.pending, w.pendSeq = map[string]Change{}, map[string]uint64{}
 	w.mu.Unlock()
 	if len(batch) == 0 {
+		w.markDurable(upTo)
 		return Result{}, nil
 	}
 	res, err := w.c.Commit(ctx, batch)
 	if err != nil {
 		w.mu.Lock()
 		for _, ch := range batch {
-			if _, newer := w.pending[pendingKey(ch)]; !newer {
-				w.pending[pendingKey(ch)] = ch
+			k := pendingKey(ch)
+			if _, newer := w.pending[k]; !newer {
+				w.pending[k], w.pendSeq[k] = ch, seqs[k]
 			}
 		}
 		w.mu.Unlock()
+	} else {
+		w.markDurable(upTo)
 	}
 	if w.onFlush != nil {
 		w.onFlush(res, err)
 	}
 	return res, err
+}
+
+// markDurable records that every update numbered up to n is pushed, except
+// those still pending (a failed earlier batch put back).
+func (w *Writer) markDurable(n uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.pendSeq {
+		if s <= n {
+			n = s - 1
+		}
+	}
+	w.durable = max(w.durable, n)
+}
+
+// Sync returns once every update made before the call is committed and
+// pushed, flushing at once rather than waiting for the interval. Syncs that
+// arrive while a flush is under way share the next commit (group commit),
+// so many nodes' write-ahead intents cost one push, not one each.
+func (w *Writer) Sync(ctx context.Context) error {
+	w.mu.Lock()
+	target := w.seq
+	w.mu.Unlock()
+	for {
+		w.mu.Lock()
+		done := w.durable >= target
+		w.mu.Unlock()
+		if done {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := w.Flush(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // Run flushes pending updates, at most one commit per interval, until ctx
