@@ -50,6 +50,13 @@ func mapCUEErrors(err error, file string, data, def cue.Value, reported map[stri
 		switch {
 		case strings.Contains(format, "empty disjunction"):
 			continue
+		case strings.HasPrefix(format, "conflicting values") && isStepName(path):
+			// An interface with one step has no disjunction to fail.
+			if !isDisj(disj, field) {
+				disj[field] = nil
+				order = append(order, field)
+			}
+			continue
 		case strings.HasPrefix(format, "conflicting values") && isDisj(disj, field):
 			got := valueText(data, path)
 			for _, a := range args {
@@ -272,7 +279,7 @@ func closest(s string, candidates []string) string {
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
 		limit := max(1, min(3, len(c)/3))
-		if d <= limit && (best == "" || d < bestD) {
+		if d <= limit && d < len(s) && (best == "" || d < bestD) {
 			best, bestD = c, d
 		}
 	}

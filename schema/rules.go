@@ -91,9 +91,23 @@ func (c *ruleChecker) checkTemplate(t *DeployTemplate) {
 			continue
 		}
 		steps[s.ID()] = i
-		if r, ok := s.Args.(*RAIDArgs); ok && len(r.LogicalDisks) == 0 {
+		c.checkStepArgs(f, s, at)
+	}
+}
+
+// checkStepArgs checks what the schema of a step's arguments cannot say:
+// that the lists of things to do are not empty.
+func (c *ruleChecker) checkStepArgs(f string, s Step, at []string) {
+	switch a := s.Args.(type) {
+	case *RAIDArgs:
+		if len(a.LogicalDisks) == 0 {
 			c.add(f, CodeTemplate, fmt.Sprintf("step %s lists no volumes", s.ID()),
 				"list them in args.volumes, args.logical_disks or args.raid_config.logical_disks", append(at, "args")...)
+		}
+	case *BIOSArgs:
+		if len(a.Settings) == 0 {
+			c.add(f, CodeTemplate, fmt.Sprintf("step %s has no settings", s.ID()),
+				patternHints["settings"], append(at, "args", "settings")...)
 		}
 	}
 }

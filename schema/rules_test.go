@@ -90,6 +90,8 @@ func TestRules(t *testing.T) {
 		{"template arg bad enum", []edit{{"templates/raid6-data-firmware.yaml", `raid_level: "6"`, `raid_level: "7"`}}},
 		{"template bios value wrong type", []edit{{"templates/bios-performance.yaml", "value: MaxPerf", "value: [MaxPerf]"}}},
 		{"template unknown step", []edit{{"templates/raid6-data-firmware.yaml", "step: create_configuration", "step: create_configuraton"}}},
+		{"template bios without settings", []edit{{"templates/bios-performance.yaml", "        settings:\n          - name: ProcHyperthreading\n            value: Disabled\n          - name: PowerProfile\n            value: MaxPerf\n          - name: ProcTurboMode\n            value: Enabled\n", "        settings: {}\n"}}},
+		{"template unknown step of a one-step interface", []edit{{"templates/bios-performance.yaml", "step: apply_configuration", "step: apply_configuraton"}}},
 		{"template unknown interface", []edit{{"templates/raid6-data-firmware.yaml", "interface: firmware", "interface: firmwre"}}},
 		{"template missing required arg", []edit{{"templates/raid6-data-firmware.yaml", "        url: https://firmware.example.net/raid/perc-h755-52.26.0.bin\n", "        targets: [BIOS]\n"}}},
 		{"template missing args", []edit{{"templates/raid6-data-firmware.yaml", "      args:\n        # The BMC applies the package to the components it contains.\n        url: https://firmware.example.net/raid/perc-h755-52.26.0.bin\n", ""}}},

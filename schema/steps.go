@@ -293,10 +293,16 @@ type FirmwareArgs struct {
 
 func (*FirmwareArgs) stepArgs() {}
 
+// isStepName reports whether path is the interface or step of a template's
+// step.
+func isStepName(path []string) bool {
+	return len(path) == 4 && path[0] == "spec" && path[1] == "steps" && (path[3] == "interface" || path[3] == "step")
+}
+
 // stepDiag explains an unknown interface or step of a template, with the
 // steps metalsync knows, when path is one of those fields.
 func stepDiag(data cue.Value, path []string) (Diagnostic, bool) {
-	if len(path) != 4 || path[0] != "spec" || path[1] != "steps" || (path[3] != "interface" && path[3] != "step") {
+	if !isStepName(path) {
 		return Diagnostic{}, false
 	}
 	str := func(field string) string {
