@@ -398,6 +398,17 @@ func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.St
 		}
 		return []plan.Step{b.agentStep(state, s.Source, s.Interface, s.Step, args, s.Interface == "raid" || s.Step == "erase_devices" || s.Step == "erase_devices_metadata")}
 	}
+	return b.outOfBand(state, s)
+}
+
+// outOfBand turns a template's out-of-band step into the BMC step that
+// carries it out.
+func (b *builder) outOfBand(state State, s deployStep) []plan.Step {
+	one := func(st plan.Step) []plan.Step {
+		st.Source = s.Source
+		st.State = string(state)
+		return []plan.Step{st}
+	}
 	switch s.Interface {
 	case "bios":
 		a, _ := s.Args.(*schema.BIOSArgs)
