@@ -313,6 +313,12 @@ type Entry struct {
 	Capabilities []Capability
 }
 
+// Known reports whether a driver is registered under name.
+func (r Registry) Known(name string) bool {
+	_, ok := r[name]
+	return ok
+}
+
 // Has reports whether the driver registered under name declares c.
 func (r Registry) Has(name string, c Capability) bool {
 	e, ok := r[name]

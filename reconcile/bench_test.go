@@ -20,8 +20,8 @@ func benchSizes(b *testing.B) []int {
 // image, power drift, not yet enrolled, or being undeployed).
 func benchInventory(n int) (*schema.Inventory, Observed) {
 	templates := []*schema.DeployTemplate{
-		template("bios", schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: map[string]any{"settings": map[string]any{"SriovEnable": "Enabled"}}}),
-		template("raid", schema.Step{Interface: "raid", Step: "create_configuration", Priority: 105, Args: map[string]any{"volumes": []any{map[string]any{"raid_level": "RAID1"}}}}),
+		template("bios", schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: &schema.BIOSArgs{Settings: schema.BIOSSettings{"SriovEnable": "Enabled"}}}),
+		template("raid", schema.Step{Interface: "raid", Step: "create_configuration", Priority: 105, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{RAIDLevel: "1"}}}}),
 	}
 	inv := &schema.Inventory{Templates: templates, Nodes: make([]*schema.Node, 0, n)}
 	obs := make(Observed, n)

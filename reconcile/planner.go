@@ -13,8 +13,10 @@ import (
 // Capabilities is what the planner knows about what can be done, without
 // opening anything.
 type Capabilities struct {
-	// Drivers says what each driver can do; a drivers.Registry fits.
+	// Drivers says which drivers this build has and what each can do; a
+	// drivers.Registry fits.
 	Drivers interface {
+		Known(driver string) bool
 		Has(driver string, c drivers.Capability) bool
 	}
 	// Agent reports whether a deploy agent serves nodes of the driver;

@@ -19,36 +19,33 @@ func reason(r string) *schema.Reason { return &schema.Reason{Reason: r} }
 func TestPlanGolden(t *testing.T) {
 	templates := []*schema.DeployTemplate{
 		template("bios-perf",
-			schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: map[string]any{"settings": map[string]any{"SriovEnable": "Enabled"}}},
+			schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: &schema.BIOSArgs{Settings: schema.BIOSSettings{"SriovEnable": "Enabled"}}},
 		),
 		template("raid1",
-			schema.Step{Interface: "raid", Step: "create_configuration", Priority: 110, Args: map[string]any{"volumes": []any{map[string]any{"name": "os", "raid_level": "RAID1", "size_gib": float64(200)}}}},
+			schema.Step{Interface: "raid", Step: "create_configuration", Priority: 110, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{Name: "os", RAIDLevel: "1", Size: 200}}}},
 			// Same priority as bios above: Ironic's tie-break runs bios first.
 		),
 		template("tuning",
 			// Ties with write_image at 80: deploy interface, so core first
 			// (position), then this one.
-			schema.Step{Interface: "deploy", Step: "install_packages", Priority: 80, Args: map[string]any{"packages": []any{"ipmitool"}}},
+			schema.Step{Interface: "deploy", Step: "erase_devices", Priority: 80},
 			// Management outranks deploy at equal priority 60.
-			schema.Step{Interface: "management", Step: "set_boot_device", Priority: 60, Args: map[string]any{"device": "pxe"}},
+			schema.Step{Interface: "management", Step: "set_boot_device", Priority: 60, Args: &schema.BootDeviceArgs{Device: "pxe"}},
 			// Overrides the core step's priority.
 			schema.Step{Interface: "deploy", Step: "write_image", Priority: 90},
 			schema.Step{Interface: "power", Step: "reboot", Priority: 110},
 		),
 		template("bad-window",
-			schema.Step{Interface: "deploy", Step: "install_packages", Priority: 30},
+			schema.Step{Interface: "deploy", Step: "erase_devices", Priority: 30},
 		),
 		template("ironic-forms",
 			// Ironic's argument shapes: settings as a list, raid_config with
 			// logical disks; controller: software makes the step in-band.
-			schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 120, Args: map[string]any{"settings": []any{
-				map[string]any{"name": "ProcHyperthreading", "value": "Disabled"}}}},
-			schema.Step{Interface: "raid", Step: "create_configuration", Priority: 101, Args: map[string]any{"logical_disks": []any{
-				map[string]any{"size_gb": "MAX", "raid_level": "6", "volume_name": "data"}}}},
-			schema.Step{Interface: "raid", Step: "apply_configuration", Priority: 95, Args: map[string]any{"raid_config": map[string]any{
-				"logical_disks": []any{map[string]any{"size_gb": "MAX", "raid_level": "1", "controller": "software"}}}}},
+			schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 120, Args: &schema.BIOSArgs{Settings: schema.BIOSSettings{"ProcHyperthreading": "Disabled"}}},
+			schema.Step{Interface: "raid", Step: "create_configuration", Priority: 101, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{Name: "data", RAIDLevel: "6"}}}},
+			schema.Step{Interface: "raid", Step: "apply_configuration", Priority: 95, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{RAIDLevel: "1", Controller: "software"}}}},
 		),
-		template("dup", schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 5, Args: map[string]any{"settings": map[string]any{"x": "y"}}}),
+		template("dup", schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 5, Args: &schema.BIOSArgs{Settings: schema.BIOSSettings{"x": "y"}}}),
 	}
 	report := &schema.SiteSpec{PowerSync: "report"}
 	deployingOp := func(step int) schema.NodeStatusBody {

@@ -2,10 +2,10 @@ package reconcile
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -62,7 +62,7 @@ type deployStep struct {
 	Interface string
 	Step      string
 	Priority  int
-	Args      map[string]any
+	Args      schema.StepArgs
 	Source    string // "core" or "template NAME"
 	order     int    // position in core steps, then templates: the last tie-break
 }
@@ -142,46 +142,10 @@ func (s deployStep) inBand() bool {
 		}
 		return true
 	case "raid":
-		return softwareRAID(s.Args)
+		r, _ := s.Args.(*schema.RAIDArgs)
+		return r != nil && r.SoftwareRAID()
 	}
 	return false
-}
-
-// softwareRAID reports whether RAID step arguments ask for software RAID:
-// args.software: true, or a logical disk with controller: software
-// (Ironic's raid_config form).
-func softwareRAID(args map[string]any) bool {
-	if sw, _ := args["software"].(bool); sw {
-		return true
-	}
-	for _, d := range logicalDisks(args) {
-		if c, _ := d["controller"].(string); c == "software" {
-			return true
-		}
-	}
-	return false
-}
-
-// logicalDisks returns the volumes of RAID step arguments in any of the
-// accepted shapes: args.volumes, args.logical_disks, or Ironic's
-// args.raid_config.logical_disks.
-func logicalDisks(args map[string]any) []map[string]any {
-	list, ok := args["volumes"].([]any)
-	if !ok {
-		list, ok = args["logical_disks"].([]any)
-	}
-	if !ok {
-		if rc, _ := args["raid_config"].(map[string]any); rc != nil {
-			list, _ = rc["logical_disks"].([]any)
-		}
-	}
-	var out []map[string]any
-	for _, x := range list {
-		if m, ok := x.(map[string]any); ok {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // builder accumulates the steps of one node's plan and checks each
@@ -204,11 +168,9 @@ func (b *builder) need(c drivers.Capability, what string) bool {
 	if b.err != nil {
 		return false
 	}
-	if r, ok := b.caps.Drivers.(drivers.Registry); ok {
-		if _, known := r[b.driver]; !known {
-			b.err = fmt.Errorf("no driver %s in this build", b.driver)
-			return false
-		}
+	if b.caps.Drivers != nil && !b.caps.Drivers.Known(b.driver) {
+		b.err = fmt.Errorf("no driver %s in this build", b.driver)
+		return false
 	}
 	if b.caps.Drivers == nil || !b.caps.Drivers.Has(b.driver, c) {
 		b.err = fmt.Errorf("driver %s cannot do %s (needed to %s)", b.driver, c, what)
@@ -409,9 +371,6 @@ func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.St
 		return b.bootAgent(state, s.Source)
 	case "deploy.write_image":
 		args := map[string]any{"url": img.URL, "checksum": img.Checksum, "format": img.Format}
-		for k, v := range s.Args {
-			args[k] = v
-		}
 		if h := b.node.Spec.RootDeviceHints; h != nil {
 			args["root_device_hints"] = h
 		}
@@ -432,20 +391,36 @@ func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.St
 		return nil
 	}
 	if s.inBand() {
-		return []plan.Step{b.agentStep(state, s.Source, s.Interface, s.Step, s.Args, s.Interface == "raid" || s.Step == "erase_devices" || s.Step == "erase_devices_metadata")}
+		args, err := agentArgs(s.Args)
+		if err != nil {
+			b.fail(fmt.Errorf("step %s (%s): %w", s.id(), s.Source, err))
+			return nil
+		}
+		return []plan.Step{b.agentStep(state, s.Source, s.Interface, s.Step, args, s.Interface == "raid" || s.Step == "erase_devices" || s.Step == "erase_devices_metadata")}
+	}
+	return b.outOfBand(state, s)
+}
+
+// outOfBand turns a template's out-of-band step into the BMC step that
+// carries it out.
+func (b *builder) outOfBand(state State, s deployStep) []plan.Step {
+	one := func(st plan.Step) []plan.Step {
+		st.Source = s.Source
+		st.State = string(state)
+		return []plan.Step{st}
 	}
 	switch s.Interface {
 	case "bios":
+		a, _ := s.Args.(*schema.BIOSArgs)
 		if s.Step != "apply_configuration" {
 			break
 		}
-		settings := biosSettings(s.Args["settings"])
-		if len(settings) == 0 {
+		if a == nil || len(a.Settings) == 0 {
 			b.fail(fmt.Errorf("step bios.apply_configuration (%s): args.settings must be a non-empty map, or a list of {name, value} as in Ironic", s.Source))
 			return nil
 		}
 		b.need(drivers.CapBIOS, "apply BIOS settings")
-		return one(plan.Step{Action: plan.ActionBIOS, Timeout: dur(timeoutBIOS), BIOS: &plan.BIOS{Settings: settings}})
+		return one(plan.Step{Action: plan.ActionBIOS, Timeout: dur(timeoutBIOS), BIOS: &plan.BIOS{Settings: maps.Clone(map[string]any(a.Settings))}})
 	case "raid":
 		raid, err := raidArgs(s)
 		if err != nil {
@@ -458,25 +433,24 @@ func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.St
 		if s.Step != "update" {
 			break
 		}
-		url, _ := s.Args["url"].(string)
-		if url == "" {
+		a, _ := s.Args.(*schema.FirmwareArgs)
+		if a == nil || a.URL == "" {
 			b.fail(fmt.Errorf("step firmware.update (%s): args.url is required", s.Source))
 			return nil
 		}
 		b.need(drivers.CapFirmware, "update firmware")
-		return one(plan.Step{Action: plan.ActionFirmware, Timeout: dur(timeoutFirmware), Firmware: &plan.Firmware{URL: url, Targets: stringList(s.Args["targets"])}})
+		return one(plan.Step{Action: plan.ActionFirmware, Timeout: dur(timeoutFirmware), Firmware: &plan.Firmware{URL: a.URL, Targets: slices.Clone(a.Targets)}})
 	case "management":
 		if s.Step != "set_boot_device" {
 			break
 		}
-		dev, _ := s.Args["device"].(string)
-		if dev != "cd" && dev != "disk" && dev != "pxe" && dev != "bios" {
+		a, _ := s.Args.(*schema.BootDeviceArgs)
+		if a == nil || !slices.Contains([]string{"cd", "disk", "pxe", "bios"}, a.Device) {
 			b.fail(fmt.Errorf("step management.set_boot_device (%s): args.device must be cd, disk, pxe or bios", s.Source))
 			return nil
 		}
-		persistent, _ := s.Args["persistent"].(bool)
 		b.need(drivers.CapBoot, "set the boot device")
-		return one(plan.Step{Action: plan.ActionSetBoot, Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: dev, Persistent: persistent}})
+		return one(plan.Step{Action: plan.ActionSetBoot, Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: a.Device, Persistent: a.Persistent}})
 	case "power":
 		action := map[string]string{"reboot": plan.PowerReboot, "power_on": plan.PowerOn, "power_off": plan.PowerOff}[s.Step]
 		if action == "" {
@@ -497,33 +471,9 @@ func (b *builder) fail(err error) {
 	}
 }
 
-// biosSettings reads BIOS settings as a map, or as Ironic's list of
-// {name, value}.
-func biosSettings(v any) map[string]any {
-	switch x := v.(type) {
-	case map[string]any:
-		return x
-	case []any:
-		out := map[string]any{}
-		for _, e := range x {
-			m, _ := e.(map[string]any)
-			name, _ := m["name"].(string)
-			if name == "" {
-				return nil
-			}
-			out[name] = m["value"]
-		}
-		return out
-	}
-	return nil
-}
-
 // raidArgs reads a hardware RAID step: create_configuration or
 // apply_configuration (existing volumes are deleted first, as Ironic's
-// delete_existing defaults to true), or delete_configuration. Volumes
-// come in metalsync's form (name, raid_level, size_gib, drives) or
-// Ironic's logical disks (volume_name, raid_level, size_gb or MAX,
-// physical_disks).
+// delete_existing defaults to true), or delete_configuration.
 func raidArgs(s deployStep) (*plan.RAID, error) {
 	switch s.Step {
 	case "delete_configuration":
@@ -532,93 +482,43 @@ func raidArgs(s deployStep) (*plan.RAID, error) {
 	default:
 		return nil, fmt.Errorf("unknown deploy step %s (%s)", s.id(), s.Source)
 	}
-	disks := logicalDisks(s.Args)
-	if len(disks) == 0 {
+	a, _ := s.Args.(*schema.RAIDArgs)
+	if a == nil || len(a.LogicalDisks) == 0 {
 		return nil, fmt.Errorf("step %s (%s): list the volumes in args.volumes, args.logical_disks or args.raid_config.logical_disks", s.id(), s.Source)
 	}
-	r := &plan.RAID{Delete: true}
-	if del, ok := s.Args["delete_existing"].(bool); ok {
-		r.Delete = del
-	}
-	for i, m := range disks {
-		level := raidLevel(m["raid_level"])
-		if level == "" {
-			return nil, fmt.Errorf("step %s (%s): volume %d: raid_level must be 0, 1, 5, 6 or 10", s.id(), s.Source, i)
-		}
-		name, _ := m["name"].(string)
-		if name == "" {
-			name, _ = m["volume_name"].(string)
-		}
-		size, err := sizeGiB(m)
-		if err != nil {
-			return nil, fmt.Errorf("step %s (%s): volume %d: %w", s.id(), s.Source, i, err)
-		}
-		drives := stringList(m["drives"])
-		if drives == nil {
-			drives = stringList(m["physical_disks"])
-		}
-		r.Volumes = append(r.Volumes, plan.Volume{Name: name, RAIDLevel: level, SizeGiB: size, Drives: drives})
+	r := &plan.RAID{Delete: a.DeleteExisting == nil || *a.DeleteExisting}
+	for _, d := range a.LogicalDisks {
+		r.Volumes = append(r.Volumes, plan.Volume{Name: d.Name, RAIDLevel: d.RAIDLevel.Redfish(), SizeGiB: int64(d.Size), Drives: slices.Clone(d.PhysicalDisks)})
 	}
 	return r, nil
 }
 
-// raidLevel accepts "1", 1 and "RAID1" alike.
-func raidLevel(v any) string {
-	var s string
-	switch x := v.(type) {
-	case string:
-		s = strings.TrimPrefix(strings.ToUpper(x), "RAID")
-	case float64:
-		s = strconv.Itoa(int(x))
-	case int:
-		s = strconv.Itoa(x)
-	case int64:
-		s = strconv.FormatInt(x, 10)
+// agentArgs are the arguments the deploy agent gets for an in-band step.
+// Software RAID takes Ironic's apply_configuration form
+// (raid_config.logical_disks, delete_existing); the other in-band steps
+// take none.
+func agentArgs(a schema.StepArgs) (map[string]any, error) {
+	r, ok := a.(*schema.RAIDArgs)
+	if !ok || r == nil {
+		return nil, nil
 	}
-	switch s {
-	case "0", "1", "5", "6", "10":
-		return "RAID" + s
+	form := struct {
+		RAIDConfig struct {
+			LogicalDisks []schema.LogicalDisk `json:"logical_disks"`
+		} `json:"raid_config"`
+		DeleteExisting *bool `json:"delete_existing,omitempty"`
+	}{DeleteExisting: r.DeleteExisting}
+	form.RAIDConfig.LogicalDisks = r.LogicalDisks
+	// The plan holds JSON values, as it reads back from a saved plan.
+	b, err := json.Marshal(form)
+	if err != nil {
+		return nil, fmt.Errorf("args: %w", err)
 	}
-	return ""
-}
-
-// sizeGiB reads size_gib or Ironic's size_gb (GiB in Ironic too); "MAX"
-// or nothing means all of the drives (0).
-func sizeGiB(m map[string]any) (int64, error) {
-	v, ok := m["size_gib"]
-	if !ok {
-		v = m["size_gb"]
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("args: %w", err)
 	}
-	switch n := v.(type) {
-	case nil:
-		return 0, nil
-	case string:
-		if strings.EqualFold(n, "MAX") {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("size %q: want a number of GiB or MAX", n)
-	case float64:
-		if n <= 0 {
-			return 0, fmt.Errorf("size %v: want a positive number of GiB or MAX", n)
-		}
-		return int64(n), nil
-	case int:
-		return int64(n), nil
-	case int64:
-		return n, nil
-	}
-	return 0, fmt.Errorf("size %v: want a number of GiB or MAX", v)
-}
-
-func stringList(v any) []string {
-	list, _ := v.([]any)
-	var out []string
-	for _, x := range list {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
+	return m, nil
 }
 
 func dur(d time.Duration) plan.Duration { return plan.Duration(d) }

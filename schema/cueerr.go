@@ -50,6 +50,13 @@ func mapCUEErrors(err error, file string, data, def cue.Value, reported map[stri
 		switch {
 		case strings.Contains(format, "empty disjunction"):
 			continue
+		case strings.HasPrefix(format, "conflicting values") && isStepName(path):
+			// An interface with one step has no disjunction to fail.
+			if !isDisj(disj, field) {
+				disj[field] = nil
+				order = append(order, field)
+			}
+			continue
 		case strings.HasPrefix(format, "conflicting values") && isDisj(disj, field):
 			got := valueText(data, path)
 			for _, a := range args {
@@ -81,12 +88,19 @@ func mapCUEErrors(err error, file string, data, def cue.Value, reported map[stri
 		}
 	}
 	for _, field := range order {
+		if nestedDisj(order, field) {
+			continue // the deeper alternative says more
+		}
 		path := strings.Split(field, ".")
 		if field == "" {
 			path = nil
 		}
+		if d, ok := stepDiag(data, path); ok {
+			add(nearestPos(data, path), field, CodeTemplate, d.Message, d.Hint)
+			continue
+		}
 		got := valueText(data, path)
-		alts := disj[field]
+		alts := literalAlternatives(disj[field], kindOf(data, path))
 		msg := fmt.Sprintf("%s is not allowed", got)
 		if len(alts) > 0 {
 			msg = fmt.Sprintf("%s is not one of %s", got, strings.Join(alts, ", "))
@@ -105,6 +119,51 @@ func mapCUEErrors(err error, file string, data, def cue.Value, reported map[stri
 		add(nearestPos(data, path), field, CodeSchema, msg, hint)
 	}
 	return out
+}
+
+// nestedDisj reports whether a failed disjunction inside field explains
+// field's own failure (a list of settings fails because one value does).
+func nestedDisj(order []string, field string) bool {
+	for _, f := range order {
+		if f != field && (field == "" || strings.HasPrefix(f, field+".")) {
+			return true
+		}
+	}
+	return false
+}
+
+// kindNames are how CUE names the alternatives that are types.
+var kindNames = map[string]bool{"bool": true, "int": true, "float": true, "number": true, "string": true,
+	"bytes": true, "list": true, "struct": true, "null": true}
+
+// literalAlternatives drops from a failed disjunction's alternatives the
+// kind of the rejected value and, when literal values are allowed, the
+// kinds CUE lists next to them; literals come first, sorted.
+func literalAlternatives(alts []string, got string) []string {
+	var lits, kinds []string
+	for _, a := range alts {
+		switch {
+		case a == got:
+		case kindNames[a]:
+			kinds = append(kinds, a)
+		default:
+			lits = append(lits, a)
+		}
+	}
+	slices.Sort(lits)
+	slices.Sort(kinds)
+	if len(lits) > 0 {
+		return lits
+	}
+	return kinds
+}
+
+func kindOf(v cue.Value, path []string) string {
+	p, ok := selectors(v, path)
+	if !ok {
+		return ""
+	}
+	return v.LookupPath(p).IncompleteKind().String()
 }
 
 func isDisj(disj map[string][]string, field string) bool {
@@ -220,7 +279,7 @@ func closest(s string, candidates []string) string {
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
 		limit := max(1, min(3, len(c)/3))
-		if d <= limit && (best == "" || d < bestD) {
+		if d <= limit && d < len(s) && (best == "" || d < bestD) {
 			best, bestD = c, d
 		}
 	}
@@ -268,12 +327,27 @@ var patternHints = map[string]string{
 	"powerInterval":   `a Go-style duration like "30s" or "5m"`,
 	"ttl":             `a Go-style duration like "30s" or "5m"`,
 	"deployTemplates": `the metadata.name of files in templates/`,
+	"settings":        `BIOS settings: a map {NAME: VALUE}, or a list of {name: NAME, value: VALUE}`,
+	"device":          `cd, disk, pxe or bios`,
+	"raid_level":      `a RAID level: 0, 1, 5, 6 or 10 (as a number, a string or RAID1-style)`,
+	"size_gib":        `a whole number of GiB, or MAX for all of the drives`,
+	"size_gb":         `a whole number of GiB, or MAX for all of the drives`,
+	"args":            `this step's arguments; see the templates in inventory-example/ and #Steps in schema/cue/schema.cue`,
+}
+
+// argHints replace patternHints for fields of step arguments whose name
+// means something else elsewhere.
+var argHints = map[string]string{
+	"url": `an http:// or https:// URL the BMC downloads the image from`,
 }
 
 func patternHint(path []string) string {
 	for i := len(path) - 1; i >= 0; i-- {
 		if _, err := strconv.Atoi(path[i]); err == nil {
 			continue
+		}
+		if h, ok := argHints[path[i]]; ok && slices.Contains(path[:i], "args") {
+			return h
 		}
 		return patternHints[path[i]]
 	}
@@ -319,7 +393,7 @@ func requiredHint(path []string) string {
 	if h := patternHint(path); h != "" {
 		return h
 	}
-	return "see inventory-example/ or `metalsync schema` for the expected shape"
+	return "see inventory-example/ or schema/cue/schema.cue for the expected shape"
 }
 
 // secretField is a key that looks like a literal credential.

@@ -44,6 +44,3 @@ func compile() (*compiled, error) {
 	}
 	return c, nil
 }
-
-// SchemaSource returns the embedded CUE schema, for `metalsync schema` and docs.
-func SchemaSource() []byte { return append([]byte(nil), schemaSource...) }

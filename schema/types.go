@@ -202,13 +202,7 @@ type DeployTemplateSpec struct {
 	Steps       []Step   `json:"steps"`
 }
 
-// Step is one deploy step.
-type Step struct {
-	Interface string         `json:"interface"`
-	Step      string         `json:"step"`
-	Args      map[string]any `json:"args,omitempty"`
-	Priority  int            `json:"priority"`
-}
+// Step (steps.go) is one deploy step.
 
 // Site holds site-wide settings (metalsync.yaml).
 type Site struct {

@@ -25,8 +25,8 @@ import (
 func TestLifecycleToActive(t *testing.T) {
 	r := newRig(t)
 	tmpl := &schema.DeployTemplate{Metadata: schema.Meta{Name: "perf"}, Spec: schema.DeployTemplateSpec{Steps: []schema.Step{
-		{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: map[string]any{"settings": map[string]any{"SriovEnable": "Enabled"}}},
-		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: map[string]any{"volumes": []any{map[string]any{"name": "os", "raid_level": "RAID1"}}}},
+		{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: &schema.BIOSArgs{Settings: schema.BIOSSettings{"SriovEnable": "Enabled"}}},
+		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{Name: "os", RAIDLevel: "1"}}}},
 	}}}
 	inv := &schema.Inventory{Templates: []*schema.DeployTemplate{tmpl}, Nodes: []*schema.Node{
 		fakeNode("a", "active", func(s *schema.NodeSpec) { s.Provision.DeployTemplates = []string{"perf"} }),
@@ -254,7 +254,7 @@ func TestFleetCancelResume(t *testing.T) {
 		r.fleet.System(n).SetFaults(fake.Faults{Unreachable: true})
 	}
 	raid1 := &schema.DeployTemplate{Metadata: schema.Meta{Name: "raid1"}, Spec: schema.DeployTemplateSpec{Steps: []schema.Step{
-		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: map[string]any{"volumes": []any{map[string]any{"name": "os", "raid_level": "RAID1"}}}},
+		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{Name: "os", RAIDLevel: "1"}}}},
 	}}}
 	inv := &schema.Inventory{Nodes: nodes, Templates: []*schema.DeployTemplate{raid1},
 		Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: 16}}}}
