@@ -124,27 +124,16 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		return exitError
 	}
 	if a.lock {
-		held, err := leaseApply(ctx, a, env, run)
+		// Losing the lease (broken, or not renewed in time) stops the run.
+		lctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		release, err := leaseApply(ctx, a, env, run, func(err error) { cancel(err) })
 		if err != nil {
 			fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
 			return exitError
 		}
-		// Renewals run while the plan is carried out; losing the lease
-		// (broken, or not renewed in time) stops the run.
-		lctx, cancel := context.WithCancelCause(ctx)
-		lost := held.Keep(lctx, 0)
-		go func() {
-			if err := <-lost; err != nil {
-				cancel(err)
-			}
-		}()
 		defer func() {
-			cancel(nil)
-			for range lost {
-			}
-			rctx, done := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer done()
-			if err := held.Release(rctx); err != nil {
+			if err := release(); err != nil {
 				fmt.Fprintf(env.Err, "metalsync apply: release the lease: %v\n", err)
 			}
 		}()
@@ -189,28 +178,26 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 	return exitOK
 }
 
-// leaseApply takes the fleet's lease for this apply and then checks that
-// the inputs of its plan have not moved meanwhile: a run that held the lease
-// until now may have acted on the same machines (never twice).
-func leaseApply(ctx context.Context, a applyArgs, env *Env, run *planRun) (*lease.Held, error) {
+// leaseApply takes and keeps the fleet's lease for this apply, then checks
+// that the inputs of its plan have not moved meanwhile: a run that held the
+// lease until now may have acted on the same machines (never twice).
+func leaseApply(ctx context.Context, a applyArgs, env *Env, run *planRun, onLost func(error)) (release func() error, err error) {
 	l, err := leaseOfDir(ctx, a.dir, a.remote.auth(env))
 	if err != nil {
 		return nil, err
 	}
 	req := lease.Request{Holder: lease.Holder("apply", ""), Operation: "apply", TTL: applyLeaseTTL, Wait: a.lockTimeout}
-	held, err := takeLease(ctx, l, req, unlockCommand(a.dir))
+	release, err = holdLease(ctx, l, req, unlockCommand(a.dir), onLost)
 	if err != nil {
 		return nil, err
 	}
 	if err := inputsMoved(ctx, env, run); err != nil {
-		rctx, done := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer done()
-		if rerr := held.Release(rctx); rerr != nil {
+		if rerr := release(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("release the lease: %w", rerr))
 		}
 		return nil, err
 	}
-	return held, nil
+	return release, nil
 }
 
 // inputsMoved reloads the inventory and its recorded status and reports

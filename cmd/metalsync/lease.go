@@ -140,6 +140,35 @@ func takeLease(ctx context.Context, l *lease.Lease, req lease.Request, unlock st
 	return h, nil
 }
 
+// holdLease takes l for req (see takeLease) and keeps it renewed, every
+// third of req.TTL, until release is called. If the lease is lost (broken
+// with unlock, or not renewed before it expired) onLost is called once,
+// from another goroutine: the holder must stop acting. release stops the
+// renewals and gives the lease back if it is still ours (an error says it
+// was not, or the store could not be reached).
+func holdLease(ctx context.Context, l *lease.Lease, req lease.Request, unlock string, onLost func(error)) (release func() error, err error) {
+	held, err := takeLease(ctx, l, req, unlock)
+	if err != nil {
+		return nil, err
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	lost := held.Keep(kctx, 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := <-lost; err != nil {
+			onLost(err)
+		}
+	}()
+	return func() error {
+		cancel()
+		<-done
+		rctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer stop()
+		return held.Release(rctx)
+	}, nil
+}
+
 // unlockCommand is the `metalsync unlock` line for the inventory in dir.
 func unlockCommand(dir string) string {
 	if dir == "" || dir == "." {

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"metalsync.dev/metalsync/repo/lease"
 )
 
 func TestParseUnlock(t *testing.T) {
@@ -49,5 +54,40 @@ func TestAbsRemoteURL(t *testing.T) {
 		if got := absRemoteURL("/home/op/clone", tt.url); got != tt.want {
 			t.Errorf("absRemoteURL(%q) = %q, want %q", tt.url, got, tt.want)
 		}
+	}
+}
+
+// A held lease broken by `metalsync unlock` tells its holder to stop, and
+// the holder's release then leaves the next holder's lease alone.
+func TestHoldLeaseReportsLoss(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	req := lease.Request{Holder: "metalsync apply test", Operation: "apply", TTL: 30 * time.Millisecond}
+	lost := make(chan error, 1)
+	release, err := holdLease(ctx, lease.ForDir(dir), req, "metalsync unlock", func(err error) { lost <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := lease.ForDir(dir).Current(ctx)
+	if err != nil || cur == nil {
+		t.Fatalf("current lease = %v, %v", cur, err)
+	}
+	var stdout, stderr strings.Builder
+	env := &Env{Stdio: Stdio{Out: &stdout, Err: &stderr}, Getenv: func(string) string { return "" }}
+	if code := runUnlock(ctx, []string{dir, cur.ID}, env); code != exitOK {
+		t.Fatalf("unlock exit %d: %s", code, stderr.String())
+	}
+	if err := <-lost; !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("onLost got %v, want ErrLost", err)
+	}
+	next, err := lease.ForDir(dir).Acquire(ctx, lease.Request{Holder: "next", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); !errors.Is(err, lease.ErrLost) {
+		t.Errorf("release of a broken lease = %v, want ErrLost", err)
+	}
+	if cur, err := lease.ForDir(dir).Current(ctx); err != nil || cur == nil || cur.ID != next.Record().ID {
+		t.Errorf("after the broken holder's release: current lease %+v, %v; want the next holder's", cur, err)
 	}
 }
