@@ -11,7 +11,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
 )
 
 // Refs other than the followed branch: metalsync keeps small records (the
@@ -47,11 +49,13 @@ func (s *Source) Ref(ctx context.Context, name plumbing.ReferenceName) (plumbing
 	return lookupRef(ar, name), nil
 }
 
-// FetchRef fetches the object the remote's ref name points at into the
-// store (commit and tree; the history behind it only as far as a shallow
-// fetch brings) and returns its hash, or the zero hash when the remote has
-// no such ref. Read the object with WithStorer.
-func (s *Source) FetchRef(ctx context.Context, name plumbing.ReferenceName) (plumbing.Hash, error) {
+// FetchRef fetches the commit the remote's ref name points at, with its
+// tree but no history (depth 1), into st and returns its hash, or the zero
+// hash when the remote has no such ref. st is the caller's: for small
+// records rewritten often (the fleet lease) a fresh memory.NewStorage()
+// keeps them out of the Source's own store, which would otherwise collect
+// one commit per rewrite (on disk too, with Config.Dir).
+func (s *Source) FetchRef(ctx context.Context, name plumbing.ReferenceName, st storage.Storer) (plumbing.Hash, error) {
 	if err := checkRefName(name); err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -65,15 +69,25 @@ func (s *Source) FetchRef(ctx context.Context, name plumbing.ReferenceName) (plu
 	}
 	defer sess.Close()
 	want := lookupRef(ar, name)
-	if want.IsZero() {
-		return plumbing.ZeroHash, nil
+	if want.IsZero() || st.HasEncodedObject(want) == nil {
+		return want, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.st.HasEncodedObject(want) != nil {
-		if err := s.fetchPackLocked(ctx, sess, ar, want); err != nil {
-			return plumbing.ZeroHash, s.remote.wrap(op, err)
-		}
+	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
+	if ar.Capabilities.Supports(capability.NoProgress) {
+		_ = req.Capabilities.Set(capability.NoProgress)
+	}
+	req.Wants = []plumbing.Hash{want}
+	if ar.Capabilities.Supports(capability.Shallow) {
+		_ = req.Capabilities.Set(capability.Shallow)
+		req.Depth = packp.DepthCommits(1)
+	}
+	resp, err := sess.UploadPack(ctx, req)
+	if err != nil {
+		return plumbing.ZeroHash, s.remote.wrap(op, err)
+	}
+	defer resp.Close()
+	if err := packfile.UpdateObjectStorage(st, sidebandReader(req.Capabilities, resp)); err != nil {
+		return plumbing.ZeroHash, s.remote.wrap(op, err)
 	}
 	return want, nil
 }
@@ -117,12 +131,12 @@ func lookupRef(ar *packp.AdvRefs, name plumbing.ReferenceName) plumbing.Hash {
 
 // PushRef sets the remote's ref name to newHash if, and only if, it is
 // still at old (the zero hash: the ref must not exist). A zero newHash
-// deletes the ref. objects are the objects the remote lacks, sent as one
-// pack (none for a delete). The update need not be a fast-forward; a
+// deletes the ref. objects are the objects the remote lacks, read from st
+// (see FetchRef) and sent as one pack (none for a delete). The update need not be a fast-forward; a
 // remote that refuses non-fast-forward updates of name (git's
 // receive.denyNonFastForwards) refuses it. A remote found elsewhere gives
 // an error matching ErrRemoteMoved. Unlike Push, no local ref follows.
-func (s *Source) PushRef(ctx context.Context, name plumbing.ReferenceName, old, newHash plumbing.Hash, objects []plumbing.Hash) error {
+func (s *Source) PushRef(ctx context.Context, name plumbing.ReferenceName, old, newHash plumbing.Hash, st storer.EncodedObjectStorer, objects []plumbing.Hash) error {
 	if err := checkRefName(name); err != nil {
 		return err
 	}
@@ -155,9 +169,7 @@ func (s *Source) PushRef(ctx context.Context, name plumbing.ReferenceName, old, 
 	req.Commands = []*packp.Command{{Name: name, Old: old, New: newHash}}
 	if !newHash.IsZero() {
 		var pack strings.Builder
-		s.mu.Lock()
-		_, err = packfile.NewEncoder(&pack, s.st, !caps.Supports(capability.OFSDelta)).Encode(objects, 0)
-		s.mu.Unlock()
+		_, err = packfile.NewEncoder(&pack, st, !caps.Supports(capability.OFSDelta)).Encode(objects, 0)
 		if err != nil {
 			return s.remote.wrap(op, fmt.Errorf("encode pack: %w", err))
 		}

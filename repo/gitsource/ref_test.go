@@ -9,6 +9,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/memory"
 
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitsource/gittest"
@@ -37,44 +38,48 @@ func TestRefReadAndCompareAndSwap(t *testing.T) {
 	if h, err := src.Ref(ctx, name); err != nil || h.String() != theirs {
 		t.Fatalf("Ref = %s, %v; want %s", h, err, theirs)
 	}
-	h, err := src.FetchRef(ctx, name)
+	st := memory.NewStorage()
+	h, err := src.FetchRef(ctx, name, st)
 	if err != nil || h.String() != theirs {
 		t.Fatalf("FetchRef = %s, %v; want %s", h, err, theirs)
 	}
-	var msg string
-	err = src.WithStorer(func(st storage.Storer) error {
-		c, err := object.GetCommit(st, h)
-		if err == nil {
-			msg = c.Message
+	c, err := object.GetCommit(st, h)
+	if err != nil || strings.TrimSpace(c.Message) != "record one" {
+		t.Fatalf("fetched commit: %v, %v", c, err)
+	}
+	// Nothing went into the source's own store.
+	err = src.WithStorer(func(own storage.Storer) error {
+		if own.HasEncodedObject(h) == nil {
+			return errors.New("the ref's commit is in the source's store")
 		}
-		return err
+		return nil
 	})
-	if err != nil || strings.TrimSpace(msg) != "record one" {
-		t.Fatalf("fetched commit message %q, %v", msg, err)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// Replace it with another parentless commit (no fast-forward).
 	mine := gittest.Git(t, bare, "commit-tree", "-m", "record two", emptyTree)
-	if err := src.PushRef(ctx, name, plumbing.ZeroHash, plumbing.NewHash(mine), nil); !errors.Is(err, gitsource.ErrRemoteMoved) {
+	if err := src.PushRef(ctx, name, plumbing.ZeroHash, plumbing.NewHash(mine), st, nil); !errors.Is(err, gitsource.ErrRemoteMoved) {
 		t.Fatalf("create over an existing ref = %v, want ErrRemoteMoved", err)
 	}
-	if err := src.PushRef(ctx, name, h, plumbing.NewHash(mine), nil); err != nil {
+	if err := src.PushRef(ctx, name, h, plumbing.NewHash(mine), st, nil); err != nil {
 		t.Fatalf("swap: %v", err)
 	}
 	if got := gittest.Git(t, bare, "rev-parse", name.String()); got != mine {
 		t.Fatalf("remote ref = %s, want %s", got, mine)
 	}
 	// A stale delete leaves it; a current one removes it.
-	if err := src.PushRef(ctx, name, h, plumbing.ZeroHash, nil); !errors.Is(err, gitsource.ErrRemoteMoved) {
+	if err := src.PushRef(ctx, name, h, plumbing.ZeroHash, st, nil); !errors.Is(err, gitsource.ErrRemoteMoved) {
 		t.Fatalf("stale delete = %v, want ErrRemoteMoved", err)
 	}
-	if err := src.PushRef(ctx, name, plumbing.NewHash(mine), plumbing.ZeroHash, nil); err != nil {
+	if err := src.PushRef(ctx, name, plumbing.NewHash(mine), plumbing.ZeroHash, st, nil); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	if _, err := gittest.TryGit(bare, "rev-parse", "--verify", "--quiet", name.String()); err == nil {
 		t.Fatal("ref still there after delete")
 	}
-	if err := src.PushRef(ctx, "refs/heads", plumbing.ZeroHash, plumbing.ZeroHash, nil); err == nil {
+	if err := src.PushRef(ctx, "refs/heads", plumbing.ZeroHash, plumbing.ZeroHash, st, nil); err == nil {
 		t.Fatal("PushRef accepted a ref name without a leaf")
 	}
 }

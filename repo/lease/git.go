@@ -9,6 +9,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/memory"
 
 	"metalsync.dev/metalsync/repo/gitsource"
 )
@@ -34,25 +35,22 @@ type gitStore struct{ src *gitsource.Source }
 
 func (g *gitStore) String() string { return RefName.String() + " of " + g.src.Name() }
 
+// Every Load and Swap works in a fresh in-memory store: the records are
+// tiny, need no history, and would otherwise pile up in the Source's store
+// at every renewal.
+
 func (g *gitStore) Load(ctx context.Context) (*Record, Version, error) {
-	h, err := g.src.FetchRef(ctx, RefName)
+	st := memory.NewStorage()
+	h, err := g.src.FetchRef(ctx, RefName, st)
 	if err != nil || h.IsZero() {
 		return nil, "", err
 	}
-	var msg string
-	err = g.src.WithStorer(func(st storage.Storer) error {
-		c, err := object.GetCommit(st, h)
-		if err != nil {
-			return err
-		}
-		msg = c.Message
-		return nil
-	})
+	c, err := object.GetCommit(st, h)
 	if err != nil {
 		return nil, "", fmt.Errorf("commit %s: %w", h, err)
 	}
-	body := msg
-	if _, after, ok := strings.Cut(msg, "\n\n"); ok {
+	body := c.Message
+	if _, after, ok := strings.Cut(body, "\n\n"); ok {
 		body = after
 	}
 	rec, err := parseRecord([]byte(body))
@@ -67,41 +65,14 @@ func (g *gitStore) Swap(ctx context.Context, old Version, rec *Record) (Version,
 	if old != "" {
 		oldHash = plumbing.NewHash(string(old))
 	}
+	st := memory.NewStorage()
 	if rec == nil {
-		if err := g.src.PushRef(ctx, RefName, oldHash, plumbing.ZeroHash, nil); err != nil {
+		if err := g.src.PushRef(ctx, RefName, oldHash, plumbing.ZeroHash, st, nil); err != nil {
 			return "", classify(err)
 		}
 		return "", nil
 	}
-	defer g.src.Pin()()
-	var objects []plumbing.Hash
-	var commit plumbing.Hash
-	err := g.src.WithStorer(func(st storage.Storer) error {
-		tree := st.NewEncodedObject()
-		if err := (&object.Tree{}).Encode(tree); err != nil {
-			return fmt.Errorf("encode tree: %w", err)
-		}
-		treeHash, err := st.SetEncodedObject(tree)
-		if err != nil {
-			return fmt.Errorf("store tree: %w", err)
-		}
-		sig := object.Signature{Name: "metalsync", Email: "metalsync@localhost", When: rec.Since}
-		c := &object.Commit{
-			Author:    sig,
-			Committer: sig,
-			Message:   fmt.Sprintf("lease %s: %s\n\n%s", rec.ID, rec.Holder, rec.marshal()),
-			TreeHash:  treeHash,
-		}
-		obj := st.NewEncodedObject()
-		if err := c.Encode(obj); err != nil {
-			return fmt.Errorf("encode commit: %w", err)
-		}
-		if commit, err = st.SetEncodedObject(obj); err != nil {
-			return fmt.Errorf("store commit: %w", err)
-		}
-		objects = []plumbing.Hash{commit, treeHash}
-		return nil
-	})
+	commit, objects, err := writeRecord(st, rec)
 	if err != nil {
 		return "", fmt.Errorf("lease commit: %w", err)
 	}
@@ -117,10 +88,39 @@ func (g *gitStore) Swap(ctx context.Context, old Version, rec *Record) (Version,
 		}
 		return old, nil
 	}
-	if err := g.src.PushRef(ctx, RefName, oldHash, commit, objects); err != nil {
+	if err := g.src.PushRef(ctx, RefName, oldHash, commit, st, objects); err != nil {
 		return "", classify(err)
 	}
 	return Version(commit.String()), nil
+}
+
+// writeRecord stores rec as a parentless commit of the empty tree and
+// returns the commit and the objects to push.
+func writeRecord(st storage.Storer, rec *Record) (plumbing.Hash, []plumbing.Hash, error) {
+	tree := st.NewEncodedObject()
+	if err := (&object.Tree{}).Encode(tree); err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("encode tree: %w", err)
+	}
+	treeHash, err := st.SetEncodedObject(tree)
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("store tree: %w", err)
+	}
+	sig := object.Signature{Name: "metalsync", Email: "metalsync@localhost", When: rec.Since}
+	c := &object.Commit{
+		Author:    sig,
+		Committer: sig,
+		Message:   fmt.Sprintf("lease %s: %s\n\n%s", rec.ID, rec.Holder, rec.marshal()),
+		TreeHash:  treeHash,
+	}
+	obj := st.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("encode commit: %w", err)
+	}
+	commit, err := st.SetEncodedObject(obj)
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("store commit: %w", err)
+	}
+	return commit, []plumbing.Hash{commit, treeHash}, nil
 }
 
 func classify(err error) error {
