@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,9 +14,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/render/mediaserver"
+	"metalsync.dev/metalsync/repo/lease"
 	"metalsync.dev/metalsync/schema"
 )
 
@@ -28,23 +31,37 @@ type applyArgs struct {
 	simulateAgent bool
 	mediaListen   string
 	mediaURL      string
+	lock          bool
+	lockTimeout   time.Duration
+	remote        remoteFlags
 }
 
 func parseApply(args []string, env *Env) (applyArgs, int) {
 	fs := newFlags("apply", env)
-	a := applyArgs{dir: "."}
+	a := applyArgs{dir: ".", lock: true}
 	fs.BoolVar(&a.autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	fs.BoolVar(&a.refresh, "refresh", false, "read live power from every BMC before planning")
 	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "run in-band steps with the simulated deploy agent (always on for fake:// nodes)")
 	fs.StringVar(&a.dir, "dir", ".", "inventory repository of a saved plan")
 	fs.StringVar(&a.mediaListen, "media-listen", "", "serve nodes' DHCP-less boot media to their BMCs on this address (e.g. [::]:8081) while applying")
 	fs.StringVar(&a.mediaURL, "media-url", "", "with --media-listen: the base URL BMCs reach it at (default: the listener's address)")
+	fs.BoolVar(&a.lock, "lock", true, "take the fleet's lease before acting; --lock=false lets two runs act on the same machines at once (dangerous)")
+	fs.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for a lease another run holds (default: refuse at once)")
+	a.remote.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync apply [flags] [DIR|PLANFILE]\n\nPlans (or reads a plan saved with `metalsync plan -o`), shows it, asks for\nconfirmation, carries it out and writes status files into DIR/status.\nA saved plan is refused when the inventory or the status has moved.")
+		fmt.Fprintln(env.Err, "usage: metalsync apply [flags] [DIR|PLANFILE]\n\nPlans (or reads a plan saved with `metalsync plan -o`), shows it, asks for\nconfirmation, carries it out and writes status files into DIR/status.\nA saved plan is refused when the inventory or the status has moved.\n\nBefore acting it takes the fleet's lease: in the Git remote DIR is a clone\nof (refs/metalsync/lease), else in DIR/.metalsync.lease. A run that finds\nit held is refused; `metalsync unlock` breaks a lease left by a dead run.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
 		return a, code
+	}
+	if a.lockTimeout < 0 {
+		fmt.Fprintln(env.Err, "metalsync apply: --lock-timeout must not be negative")
+		return a, exitUsage
+	}
+	if a.lockTimeout > 0 && !a.lock {
+		fmt.Fprintln(env.Err, "metalsync apply: --lock-timeout has no effect with --lock=false")
+		return a, exitUsage
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintln(env.Err, "metalsync apply: at most one directory or plan file")
@@ -106,6 +123,24 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		fmt.Fprintln(env.Err, "metalsync apply: not applied")
 		return exitError
 	}
+	if a.lock {
+		// Losing the lease (broken, or not renewed in time) stops the run.
+		lctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		release, err := leaseApply(ctx, a, env, run, func(err error) { cancel(err) })
+		if err != nil {
+			fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
+			return exitError
+		}
+		defer func() {
+			if err := release(); err != nil {
+				fmt.Fprintf(env.Err, "metalsync apply: release the lease: %v\n", err)
+			}
+		}()
+		ctx = lctx
+	} else {
+		fmt.Fprintln(env.Err, "metalsync apply: --lock=false: acting without the fleet's lease; another run may act on the same machines at once")
+	}
 	site := schema.SiteSpec{}
 	if run.inv.Site != nil {
 		site = run.inv.Site.Spec
@@ -129,6 +164,10 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 	}
 	rep := ex.Apply(ctx, run.inv, p, run.observed)
 	writeSummary(env.Out, rep)
+	if cause := context.Cause(ctx); errors.Is(cause, lease.ErrLost) {
+		fmt.Fprintf(env.Err, "metalsync apply: stopped: %v; status records the progress\n", cause)
+		return exitError
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(env.Err, "metalsync apply: interrupted; status records the progress, run apply again to resume")
 		return exitError
@@ -137,6 +176,44 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// leaseApply takes and keeps the fleet's lease for this apply, then checks
+// that the inputs of its plan have not moved meanwhile: a run that held the
+// lease until now may have acted on the same machines (never twice).
+func leaseApply(ctx context.Context, a applyArgs, env *Env, run *planRun, onLost func(error)) (release func() error, err error) {
+	l, err := leaseOfDir(ctx, a.dir, a.remote.auth(env))
+	if err != nil {
+		return nil, err
+	}
+	req := lease.Request{Holder: lease.Holder("apply", ""), Operation: "apply", TTL: applyLeaseTTL, Wait: a.lockTimeout}
+	release, err = holdLease(ctx, l, req, unlockCommand(a.dir), onLost)
+	if err != nil {
+		return nil, err
+	}
+	if err := inputsMoved(ctx, env, run); err != nil {
+		if rerr := release(); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("release the lease: %w", rerr))
+		}
+		return nil, err
+	}
+	return release, nil
+}
+
+// inputsMoved reloads the inventory and its recorded status and reports
+// whether either differs from what the plan was made from.
+func inputsMoved(ctx context.Context, env *Env, run *planRun) error {
+	inv, diags := loadInventory(run.dir, env)
+	if diags.HasErrors() {
+		return errors.New("the inventory became invalid while taking the lease; nothing applied")
+	}
+	same := gitHead(ctx, run.dir) == run.plan.InventoryCommit &&
+		reconcile.InventoryDigest(inv) == reconcile.InventoryDigest(run.inv) &&
+		reconcile.ObservedFromStatus(inv.Status).Digest() == reconcile.ObservedFromStatus(run.inv.Status).Digest()
+	if !same {
+		return errors.New("the inventory or its status changed while taking the lease (another run may have applied); nothing applied, run apply again")
+	}
+	return nil
 }
 
 // confirm asks on stderr and reads the answer from stdin.

@@ -46,6 +46,7 @@ func commands() []command {
 		{"sim", "serve simulated Redfish BMCs for tests and demos until interrupted", runSim},
 		{"plan", "show what metalsync would do to the machines, offline from recorded status", runPlan},
 		{"apply", "plan, confirm, and carry the plan out on the machines", runApply},
+		{"unlock", "break the fleet's lease left by a run that is gone (metalsync unlock ID)", runUnlock},
 		{"render", "render a node's DHCP-less boot media (config drive or NoCloud ISO)", runRender},
 		{"serve", "run the daemon: follow the inventory repository, reconcile, commit status", runServe},
 		{"demo", "run the whole loop on the embedded example with simulated BMCs and a local Git remote", runDemo},

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -52,11 +53,15 @@ func TestParseApply(t *testing.T) {
 		want     applyArgs
 		wantCode int
 	}{
-		{nil, applyArgs{dir: "."}, -1},
-		{[]string{dir}, applyArgs{dir: dir}, -1},
-		{[]string{"--auto-approve", "--dir", dir, planFile}, applyArgs{dir: dir, planFile: planFile, autoApprove: true}, -1},
-		{[]string{"--refresh", "--simulate-agent", "inv"}, applyArgs{dir: "inv", refresh: true, simulateAgent: true}, -1},
+		{nil, applyArgs{dir: ".", lock: true}, -1},
+		{[]string{dir}, applyArgs{dir: dir, lock: true}, -1},
+		{[]string{"--auto-approve", "--dir", dir, planFile}, applyArgs{dir: dir, planFile: planFile, autoApprove: true, lock: true}, -1},
+		{[]string{"--refresh", "--simulate-agent", "inv"}, applyArgs{dir: "inv", refresh: true, simulateAgent: true, lock: true}, -1},
 		{[]string{"a", "b"}, applyArgs{dir: "."}, exitUsage},
+		{[]string{"--lock-timeout", "90s", "--ssh-key", "k", "--known-hosts", "kh", "inv"}, applyArgs{dir: "inv", lock: true, lockTimeout: 90 * time.Second, remote: remoteFlags{sshKey: "k", knownHosts: "kh"}}, -1},
+		{[]string{"--lock=false", "inv"}, applyArgs{dir: "inv"}, -1},
+		{[]string{"--lock=false", "--lock-timeout", "1m", "inv"}, applyArgs{}, exitUsage},
+		{[]string{"--lock-timeout", "-1s", "inv"}, applyArgs{}, exitUsage},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -65,7 +70,7 @@ func TestParseApply(t *testing.T) {
 				t.Errorf("code = %d, want %d", code, tt.wantCode)
 			}
 			if tt.wantCode == -1 {
-				if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(applyArgs{})); diff != "" {
+				if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(applyArgs{}, remoteFlags{})); diff != "" {
 					t.Errorf("args (-want +got):\n%s", diff)
 				}
 			}
