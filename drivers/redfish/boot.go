@@ -34,7 +34,7 @@ func (b *BMC) SetBoot(ctx context.Context, opts drivers.BootOptions) error {
 		return fmt.Errorf("redfish: set boot: unknown device %q: %w", opts.Device, drivers.ErrUnsupported)
 	}
 	var sys systemDoc
-	resp, err := b.get(ctx, b.systemPath, &sys)
+	resp, err := b.get(ctx, b.system(), &sys)
 	if err != nil {
 		return fmt.Errorf("redfish: set boot %s: %w", opts.Device, err)
 	}
@@ -60,10 +60,10 @@ func (b *BMC) SetBoot(ctx context.Context, opts drivers.BootOptions) error {
 	}
 	body := map[string]any{"Boot": boot}
 	etag := resp.etag()
-	_, err = b.patch(ctx, b.systemPath, etag, body)
+	_, err = b.patch(ctx, b.system(), etag, body)
 	// Some BMCs keep the system read-only and take boot changes at the
 	// @Redfish.Settings object instead.
-	if settings := sys.Settings.SettingsObject.ID; err != nil && settings != "" && settings != b.systemPath &&
+	if settings := sys.Settings.SettingsObject.ID; err != nil && settings != "" && settings != b.system() &&
 		statusIs(err, http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusForbidden) {
 		_, err = b.patch(ctx, settings, "", body)
 	}

@@ -35,7 +35,7 @@ type inventorySystem struct {
 // section it publishes but fails to serve is an error.
 func (b *BMC) Inventory(ctx context.Context) (drivers.Inventory, error) {
 	var sys inventorySystem
-	if _, err := b.get(ctx, b.systemPath, &sys); err != nil {
+	if _, err := b.get(ctx, b.system(), &sys); err != nil {
 		return drivers.Inventory{}, fmt.Errorf("redfish: inventory: %w", err)
 	}
 	inv := drivers.Inventory{System: drivers.SystemInfo{
