@@ -79,6 +79,7 @@ type conn struct {
 var (
 	_ drivers.BMC             = (*BMC)(nil)
 	_ drivers.BootSetter      = (*BMC)(nil)
+	_ drivers.BootReader      = (*BMC)(nil)
 	_ drivers.MediaManager    = (*BMC)(nil)
 	_ drivers.InventoryReader = (*BMC)(nil)
 	_ drivers.BIOSManager     = (*BMC)(nil)
