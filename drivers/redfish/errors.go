@@ -188,7 +188,8 @@ func redact(text, secret string) string {
 		before, after := lastRune(text[:consumed+i]), firstRune(rest[i+len(secret):])
 		whole := !wordRune(before) && !wordRune(after)
 		quoted := isQuote(before) && before == after
-		value := before == '=' || before == ':' || strings.HasSuffix(strings.TrimRight(text[:consumed+i], " "), ":") || strings.HasSuffix(strings.TrimRight(text[:consumed+i], " "), "=")
+		lead := strings.TrimRight(text[:consumed+i], " ")
+		value := (strings.HasSuffix(lead, ":") || strings.HasSuffix(lead, "=")) && after != '=' && after != ':' // a value, not the next key
 		out.WriteString(rest[:i])
 		if whole && (quoted || value || !prose) {
 			out.WriteString("[redacted]")
