@@ -34,6 +34,62 @@ var ErrUnreachable = errors.New("BMC unreachable")
 // 5xx): it may recover, but a node whose BMC keeps failing is faulted.
 var ErrBMCFailing = errors.New("BMC failing")
 
+// ErrPermanent marks a request the BMC refused for good (HTTP 400, 401,
+// 403, 404, 405, 501 and the like): sending it again will not help, a
+// person must change something. The executor treats it as stalled.
+// Everything a driver returns that is neither ErrPermanent, ErrAuth nor
+// ErrUnsupported may succeed on a later attempt (timeouts, connection
+// resets, 5xx other than 501, 429).
+var ErrPermanent = errors.New("refused by the BMC")
+
+// BMCError is a BMC's own answer refusing or failing one request, in a
+// form a caller can classify without knowing the protocol: errors.Is
+// against Class (ErrPermanent, ErrAuth, ErrBMCFailing; nil for a refusal
+// worth retrying, such as 429), errors.As for the status and the pause the
+// BMC asked for.
+type BMCError struct {
+	// Op is the request, such as "GET /redfish/v1/Systems/1".
+	Op string
+	// StatusCode is the protocol's status (the HTTP status for Redfish).
+	StatusCode int
+	// Status is StatusCode for people, such as "404 not found".
+	Status string
+	// Message is the BMC's own explanation, with secrets redacted.
+	Message string
+	// RetryAfter is the pause the BMC asked for before the next attempt
+	// (an HTTP Retry-After on 503 or 429); 0 when it asked for none.
+	RetryAfter time.Duration
+	// Class is the sentinel the error matches, or nil.
+	Class error
+}
+
+func (e *BMCError) Error() string {
+	s := e.Op + ": " + e.Status
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	if e.Class == ErrAuth {
+		s += ": " + ErrAuth.Error()
+	}
+	return s
+}
+
+// Unwrap returns the error's class, so errors.Is(err, ErrPermanent) and
+// the like work through any wrapping.
+func (e *BMCError) Unwrap() error { return e.Class }
+
+// RetryAfter returns the pause the BMC asked for somewhere in err's chain.
+func RetryAfter(err error) (time.Duration, bool) {
+	var be *BMCError
+	if errors.As(err, &be) && be.RetryAfter > 0 {
+		return be.RetryAfter, true
+	}
+	return 0, false
+}
+
 // Unsupported returns an ErrUnsupported error naming the operation.
 func Unsupported(driver, op string) error {
 	return fmt.Errorf("%s: %s: %w", driver, op, ErrUnsupported)
@@ -118,6 +174,12 @@ type MediaStatus struct {
 }
 
 // Inventory is the hardware of a system as the BMC reports it.
+//
+// A section the BMC links but cannot serve (absent, not implemented) is
+// left empty and explained in Warnings; the inventory is still returned.
+// NICsUnknown says the NICs could not be read: NICs is nil then, and
+// nothing can be concluded about the node's MACs (a MAC guard must not
+// treat the node as having none).
 type Inventory struct {
 	System    SystemInfo `json:"system"`
 	CPUs      []CPU      `json:"cpus,omitempty"`
@@ -125,6 +187,11 @@ type Inventory struct {
 	Disks     []Disk     `json:"disks,omitempty"`
 	NICs      []NIC      `json:"nics,omitempty"`
 	Firmware  []Firmware `json:"firmware,omitempty"`
+	// NICsUnknown is true when the BMC did not tell the host's NICs.
+	NICsUnknown bool `json:"nicsUnknown,omitempty"`
+	// Warnings name each section that could not be read, and why, in a
+	// stable order.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // SystemInfo identifies a system.
@@ -200,6 +267,12 @@ type PowerSetter interface {
 // BootSetter sets the next (or every) boot device.
 type BootSetter interface {
 	SetBoot(ctx context.Context, opts BootOptions) error
+}
+
+// BootReader reads the boot override the BMC holds now. Device is "" when
+// no override is set.
+type BootReader interface {
+	BootOverride(ctx context.Context) (BootOptions, error)
 }
 
 // MediaManager attaches and detaches virtual media.
@@ -311,6 +384,10 @@ type Entry struct {
 	// Capabilities are what the driver can do on a BMC that supports
 	// everything; the planner checks these before planning a step.
 	Capabilities []Capability
+	// Close, when set, releases what Open keeps between calls (sessions
+	// kept open across passes, pooled connections). The owner of the
+	// registry calls Registry.Close once, at shutdown.
+	Close func(ctx context.Context) error
 }
 
 // Known reports whether a driver is registered under name.
@@ -340,6 +417,21 @@ func (r Registry) Open(ctx context.Context, name string, cfg Config) (BMC, error
 		return nil, fmt.Errorf("no driver %q (known: %s)", name, r.names())
 	}
 	return e.Open(ctx, cfg)
+}
+
+// Close releases what every driver keeps between opens: the Redfish
+// driver logs out of the sessions it kept. Call it once, when no more
+// drivers will be opened (daemon shutdown, end of a CLI command).
+func (r Registry) Close(ctx context.Context) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(r)) {
+		if c := r[name].Close; c != nil {
+			if err := c(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r Registry) names() string {

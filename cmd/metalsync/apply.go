@@ -103,6 +103,7 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
 		return exitError
 	}
+	defer run.close()
 	p := run.plan
 	if saved != nil {
 		if err := apply.CheckFresh(*saved, p.InventoryCommit, p.InventoryDigest, p.ObservedDigest); err != nil {

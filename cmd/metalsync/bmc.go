@@ -85,20 +85,23 @@ func runBMC(ctx context.Context, args []string, env *Env) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	bmc, err := defaultRegistry().Open(ctx, driver, cfg)
+	reg := defaultRegistry()
+	defer func() {
+		// Log out even when ctx ran out: the session would linger on the
+		// BMC. The registry keeps sessions across opens; its Close ends them.
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		if err := reg.Close(cctx); err != nil {
+			fmt.Fprintf(env.Err, "metalsync bmc: warning: %v\n", err)
+		}
+	}()
+	bmc, err := reg.Open(ctx, driver, cfg)
 	if err != nil {
 		reportBMCError(env, f, "open", err)
 		return exitError
 	}
-	defer func() {
-		// Log out even when ctx ran out: the session would linger on the BMC.
-		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer ccancel()
-		if err := bmc.Close(cctx); err != nil {
-			fmt.Fprintf(env.Err, "metalsync bmc: warning: %v\n", err)
-		}
-	}()
-	if err := runBMCOp(ctx, bmc, op, f, env.Out); err != nil {
+	defer bmc.Close(ctx)
+	if err := runBMCOp(ctx, bmc, op, f, env.Out, env.Err); err != nil {
 		reportBMCError(env, f, strings.Join(op[:min(2, len(op))], " "), err)
 		return exitError
 	}
@@ -245,7 +248,7 @@ func reportBMCError(env *Env, f bmcFlags, op string, err error) {
 }
 
 // runBMCOp runs one operation on an open BMC and prints its result.
-func runBMCOp(ctx context.Context, bmc drivers.BMC, op []string, f bmcFlags, out io.Writer) error {
+func runBMCOp(ctx context.Context, bmc drivers.BMC, op []string, f bmcFlags, out, errOut io.Writer) error {
 	switch op[0] {
 	case "power":
 		return bmcPower(ctx, bmc, op[1], out)
@@ -279,6 +282,11 @@ func runBMCOp(ctx context.Context, bmc drivers.BMC, op []string, f bmcFlags, out
 		inv, err := ir.Inventory(ctx)
 		if err != nil {
 			return err
+		}
+		// Sections the BMC could not serve: on stderr for people, in the
+		// JSON as "warnings".
+		for _, w := range inv.Warnings {
+			fmt.Fprintf(errOut, "metalsync bmc: warning: inventory: %s\n", w)
 		}
 		if f.json {
 			return bmcWriteJSON(out, inv)

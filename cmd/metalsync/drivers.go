@@ -13,8 +13,15 @@ func defaultRegistry() drivers.Registry {
 	return drivers.Registry{
 		"fake":    fakeEntry(),
 		"ipmi":    {Open: ipmi.Open, Capabilities: ipmi.Capabilities()},
-		"redfish": {Open: redfish.NewPool(redfish.PoolOptions{}).Open, Capabilities: redfish.Capabilities()},
+		"redfish": redfishEntry(),
 	}
+}
+
+// redfishEntry opens Redfish BMCs on one pool that keeps a session per BMC
+// across opens; Registry.Close logs out of them.
+func redfishEntry() drivers.Entry {
+	p := redfish.NewPool(redfish.PoolOptions{})
+	return drivers.Entry{Open: p.Open, Capabilities: redfish.Capabilities(), Close: p.Close}
 }
 
 // fakeEntry opens simulated BMCs. Each process gets its own fleet; a

@@ -68,6 +68,7 @@ func runPlan(ctx context.Context, args []string, env *Env) int {
 		fmt.Fprintf(env.Err, "metalsync plan: %v\n", err)
 		return exitError
 	}
+	defer run.close()
 	p := run.plan
 	if a.out != "" {
 		b, err := plan.Marshal(p)
@@ -111,6 +112,14 @@ type planRun struct {
 	ex       *apply.Executor
 	agent    *apply.SimulatedAgent
 	plan     plan.Plan
+}
+
+// close logs out of the BMC sessions the driver registry kept (refresh
+// and apply open every node's BMC), even after ctx ended.
+func (r *planRun) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = r.ex.Registry.Close(ctx) // a failed logout leaves a session the BMC expires itself
 }
 
 // newPlanRun loads the inventory, observes (from status, or live with

@@ -211,3 +211,111 @@ func benchPowerRead(b *testing.B, n, conc int, perBMC bool) {
 	b.ReportMetric(100*rate/(float64(conc)/mean.Seconds()), "%-of-ideal")
 	b.ReportMetric(0, "ns/op")
 }
+
+// fdBudget is how many nodes fit in the process's descriptor limit when
+// each costs three (its listener, the server's and the client's end of
+// its kept connection).
+func fdBudget() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1000
+	}
+	return int(rl.Cur-300) / 3
+}
+
+// BenchmarkPowerSweep is the daemon's steady state: every pass opens each
+// node's driver through the registry's Pool, reads power and closes it,
+// as reconcile/apply does, over N simulated BMCs each on its own loopback
+// address, 256 at once. The Pool keeps the sessions and connections, so a
+// pass costs one request per node (reqs/node/sweep, from the simulator's
+// counters) and no new connection (conns/sweep). Sizes come from
+// METALSYNC_BENCH_NODES (default 1000); a size beyond the descriptor limit
+// (three per node in this one process) is skipped.
+func BenchmarkPowerSweep(b *testing.B) {
+	const conc = 256
+	for _, n := range tools.BenchSizes(b, "METALSYNC_BENCH_NODES", 1000) {
+		for _, prof := range []redfishsim.Profile{redfishsim.ProfileZero, redfishsim.ProfileIDRAC9} {
+			b.Run(fmt.Sprintf("nodes=%d/latency=%s/conc=%d", n, prof, conc), func(b *testing.B) {
+				if max := fdBudget(); n > max {
+					b.Skipf("%d nodes need %d descriptors; the limit allows %d nodes", n, 3*n+300, max)
+				}
+				benchPowerSweep(b, n, conc, prof)
+			})
+		}
+	}
+}
+
+func benchPowerSweep(b *testing.B, n, conc int, prof redfishsim.Profile) {
+	sim, err := redfishsim.New(redfishsim.Config{
+		Systems:  redfishsim.Systems(n, redfishsim.SystemConfig{PoweredOn: true, Profile: prof}),
+		Profile:  prof,
+		Username: simUser, Password: simPass, DisableLog: true,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sim.Close()
+	ls, err := sim.StartBMCs(redfishsim.BMCOptions{SpreadIPs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ls.Close()
+	cfgs := make([]drivers.Config, n)
+	for i, id := range sim.IDs() {
+		u, _ := url.Parse(ls.Listener(id).URL) // no system path: found at the first open
+		cfgs[i] = drivers.Config{Endpoint: u, Username: simUser, Password: simPass}
+	}
+	var cc connCounter
+	var dials atomic.Int64
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return cc.dial(ctx, network, addr)
+	}
+	pool := redfish.NewPool(redfish.PoolOptions{Dial: dial, MaxIdleConns: n})
+	defer pool.Close(context.Background())
+	ctx := context.Background()
+	var failed atomic.Int64
+	sweep := func() {
+		sem := make(chan struct{}, conc)
+		var wg sync.WaitGroup
+		for _, cfg := range cfgs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				bmc, err := pool.Open(ctx, cfg)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				defer bmc.Close(ctx)
+				if st, err := bmc.PowerState(ctx); err != nil || st != drivers.PowerOn {
+					failed.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	sweep() // first pass: service root, login, system found, power read
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("first sweep: %d nodes failed", f)
+	}
+	before, dials0 := sim.TotalCounts(), dials.Load()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		sweep()
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if f := failed.Load(); f > 0 {
+		b.Errorf("%d power reads failed", f)
+	}
+	after := sim.TotalCounts()
+	reads := float64(n * b.N)
+	b.ReportMetric(reads/elapsed.Seconds(), "nodes/s")
+	b.ReportMetric(float64(after.Requests-before.Requests)/reads, "reqs/node/sweep")
+	b.ReportMetric(float64(dials.Load()-dials0)/float64(b.N), "conns/sweep")
+	b.ReportMetric(float64(pool.Sessions()), "sessions")
+	b.ReportMetric(0, "ns/op")
+}

@@ -25,7 +25,7 @@ type biosDoc struct {
 // bios reads the system's Bios resource, numbers kept exact.
 func (b *BMC) bios(ctx context.Context) (*biosDoc, error) {
 	var sys struct{ Bios link }
-	if _, err := b.get(ctx, b.systemPath, &sys); err != nil {
+	if _, err := b.get(ctx, b.system(), &sys); err != nil {
 		return nil, err
 	}
 	if sys.Bios.ID == "" {

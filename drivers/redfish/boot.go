@@ -2,9 +2,11 @@ package redfish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/stmcginnis/gofish/schemas"
 
@@ -34,7 +36,7 @@ func (b *BMC) SetBoot(ctx context.Context, opts drivers.BootOptions) error {
 		return fmt.Errorf("redfish: set boot: unknown device %q: %w", opts.Device, drivers.ErrUnsupported)
 	}
 	var sys systemDoc
-	resp, err := b.get(ctx, b.systemPath, &sys)
+	resp, err := b.get(ctx, b.system(), &sys)
 	if err != nil {
 		return fmt.Errorf("redfish: set boot %s: %w", opts.Device, err)
 	}
@@ -60,15 +62,82 @@ func (b *BMC) SetBoot(ctx context.Context, opts drivers.BootOptions) error {
 	}
 	body := map[string]any{"Boot": boot}
 	etag := resp.etag()
-	_, err = b.patch(ctx, b.systemPath, etag, body)
+	written := b.system()
+	_, err = b.patch(ctx, written, etag, body)
 	// Some BMCs keep the system read-only and take boot changes at the
 	// @Redfish.Settings object instead.
-	if settings := sys.Settings.SettingsObject.ID; err != nil && settings != "" && settings != b.systemPath &&
+	if settings := sys.Settings.SettingsObject.ID; err != nil && settings != "" && settings != b.system() &&
 		statusIs(err, http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusForbidden) {
+		written = settings
 		_, err = b.patch(ctx, settings, "", body)
 	}
 	if err != nil {
 		return fmt.Errorf("redfish: set boot %s: %w", opts.Device, err)
 	}
+	if err := b.checkBoot(ctx, written, opts); err != nil {
+		return fmt.Errorf("redfish: set boot %s: %w", opts.Device, err)
+	}
 	return nil
+}
+
+// ErrBootNotApplied marks a boot override the BMC accepted but that reads
+// back otherwise.
+var ErrBootNotApplied = errors.New("boot override not applied")
+
+// checkBoot reads the override back from where it was written: target,
+// mode and once/continuous. A "Once" that reads back "Continuous" is
+// accepted: some BMCs (sushy-tools with libvirt) only know persistent
+// overrides, and the next boot still goes where it was asked; the
+// override outlives it, which BootOverride shows.
+func (b *BMC) checkBoot(ctx context.Context, path string, want drivers.BootOptions) error {
+	var doc systemDoc
+	if _, err := b.get(ctx, path, &doc); err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	got := doc.Boot
+	var diffs []string
+	if got.BootSourceOverrideTarget != bootTargets[want.Device] {
+		diffs = append(diffs, fmt.Sprintf("target %q, want %q", got.BootSourceOverrideTarget, bootTargets[want.Device]))
+	}
+	if want.Mode != drivers.BootModeUnset && got.BootSourceOverrideMode != "" && got.BootSourceOverrideMode != bootModes[want.Mode] {
+		diffs = append(diffs, fmt.Sprintf("mode %q, want %q", got.BootSourceOverrideMode, bootModes[want.Mode]))
+	}
+	switch e := got.BootSourceOverrideEnabled; {
+	case want.Persistent && e != schemas.ContinuousBootSourceOverrideEnabled:
+		diffs = append(diffs, fmt.Sprintf("enabled %q, want %q", e, schemas.ContinuousBootSourceOverrideEnabled))
+	case !want.Persistent && e != schemas.OnceBootSourceOverrideEnabled && e != schemas.ContinuousBootSourceOverrideEnabled:
+		diffs = append(diffs, fmt.Sprintf("enabled %q, want %q", e, schemas.OnceBootSourceOverrideEnabled))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("read back %s: %s: %w", path, strings.Join(diffs, ", "), ErrBootNotApplied)
+	}
+	return nil
+}
+
+// BootOverride reads the system's boot override: one GET.
+func (b *BMC) BootOverride(ctx context.Context) (drivers.BootOptions, error) {
+	var doc systemDoc
+	if _, err := b.get(ctx, b.system(), &doc); err != nil {
+		return drivers.BootOptions{}, fmt.Errorf("redfish: boot override: %w", err)
+	}
+	return bootOptionsOf(doc), nil
+}
+
+func bootOptionsOf(doc systemDoc) drivers.BootOptions {
+	var opts drivers.BootOptions
+	if doc.Boot.BootSourceOverrideEnabled == schemas.DisabledBootSourceOverrideEnabled {
+		return opts
+	}
+	for dev, src := range bootTargets {
+		if src == doc.Boot.BootSourceOverrideTarget {
+			opts.Device = dev
+		}
+	}
+	for m, src := range bootModes {
+		if src == doc.Boot.BootSourceOverrideMode {
+			opts.Mode = m
+		}
+	}
+	opts.Persistent = doc.Boot.BootSourceOverrideEnabled == schemas.ContinuousBootSourceOverrideEnabled
+	return opts
 }

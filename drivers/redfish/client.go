@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"metalsync.dev/metalsync/drivers"
 )
 
 // maxBody bounds what is read of one response: Redfish documents are small,
@@ -19,6 +21,7 @@ const maxBody = 8 << 20
 
 // response is one HTTP exchange, body read and closed.
 type response struct {
+	path   string // where the answer came from, after redirects
 	status int
 	header http.Header
 	body   []byte
@@ -48,11 +51,15 @@ type request struct {
 	noAuth bool
 }
 
-// get GETs path and decodes the JSON document into each of into.
-func (b *BMC) get(ctx context.Context, path string, into ...any) (*response, error) {
+// get GETs path and decodes the JSON document into each of into. A GET of
+// the system that the BMC redirected moves the system to its new path.
+func (b *conn) get(ctx context.Context, path string, into ...any) (*response, error) {
 	resp, err := b.do(ctx, request{method: http.MethodGet, path: path})
 	if err != nil {
 		return nil, err
+	}
+	if resp.path != path {
+		b.moveSystem(path, resp.path)
 	}
 	for _, v := range into {
 		if err := json.Unmarshal(resp.body, v); err != nil {
@@ -62,10 +69,16 @@ func (b *BMC) get(ctx context.Context, path string, into ...any) (*response, err
 	return resp, nil
 }
 
+// maxRedirects bounds the redirects followed for one request.
+const maxRedirects = 3
+
 // do sends one request with the current credentials. A 401 on a session
 // token logs in again once and repeats the request (sessions expire; gofish
-// does not renew them). Any status other than 2xx becomes an *HTTPError.
-func (b *BMC) do(ctx context.Context, r request) (*response, error) {
+// does not renew them). Redirects to the BMC's own scheme and host are
+// followed, at most maxRedirects: GET after any redirect, other methods,
+// with their body, after 307 and 308 only. Any other status than 2xx
+// becomes a *drivers.BMCError.
+func (b *conn) do(ctx context.Context, r request) (*response, error) {
 	var payload []byte
 	if r.body != nil {
 		var err error
@@ -73,28 +86,87 @@ func (b *BMC) do(ctx context.Context, r request) (*response, error) {
 			return nil, fmt.Errorf("%s %s: encode body: %w", r.method, r.path, err)
 		}
 	}
-	token, basic := b.creds()
-	resp, err := b.send(ctx, r, payload, token, basic)
-	if err != nil {
-		return nil, err
-	}
-	if resp.status == http.StatusUnauthorized && !r.noAuth && token != "" {
-		if err := b.relogin(ctx, token); err != nil {
+	asked := r.path
+	for hops := 0; ; hops++ {
+		token, basic := b.creds()
+		resp, err := b.send(ctx, r, payload, token, basic)
+		if err != nil {
 			return nil, err
 		}
-		token, basic = b.creds()
-		if resp, err = b.send(ctx, r, payload, token, basic); err != nil {
-			return nil, err
+		if resp.status == http.StatusUnauthorized && !r.noAuth && token != "" {
+			if err := b.relogin(ctx, token); err != nil {
+				return nil, err
+			}
+			token, basic = b.creds()
+			if resp, err = b.send(ctx, r, payload, token, basic); err != nil {
+				return nil, err
+			}
 		}
+		if isRedirect(resp.status) {
+			next, err := b.redirect(r, resp, hops)
+			if err != nil {
+				return nil, err
+			}
+			r.path = next
+			continue
+		}
+		if resp.status < 200 || resp.status > 299 {
+			return nil, b.httpError(r.method, asked, resp)
+		}
+		resp.path = r.path
+		return resp, nil
 	}
-	if resp.status < 200 || resp.status > 299 {
-		return nil, b.httpError(r.method, r.path, resp)
-	}
-	return resp, nil
 }
 
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// redirect returns the path a redirect answer points to, or the error that
+// refuses it, naming where it pointed.
+func (b *conn) redirect(r request, resp *response, hops int) (string, error) {
+	status := fmt.Sprintf("%d %s", resp.status, strings.ToLower(http.StatusText(resp.status)))
+	refuse := func(why string, to string) error {
+		return &drivers.BMCError{
+			Op: r.method + " " + r.path, StatusCode: resp.status, Status: status,
+			Message: "redirected to " + to + ": " + why, Class: drivers.ErrPermanent,
+		}
+	}
+	loc := resp.header.Get("Location")
+	if loc == "" {
+		return "", refuse("no Location given", `""`)
+	}
+	from, err := url.Parse(b.base.String() + r.path)
+	if err != nil {
+		return "", refuse("unparseable", strconvQuote(loc))
+	}
+	ref, err := url.Parse(loc)
+	if err != nil {
+		return "", refuse("unparseable", strconvQuote(loc))
+	}
+	target := from.ResolveReference(ref)
+	named := target.Redacted()
+	switch {
+	case target.Scheme != b.base.Scheme || target.Host != b.base.Host:
+		return "", refuse("another scheme or host than the BMC's; not followed", named)
+	case r.method != http.MethodGet && r.method != http.MethodHead &&
+		resp.status != http.StatusTemporaryRedirect && resp.status != http.StatusPermanentRedirect:
+		return "", refuse("only 307 and 308 keep the method and body of a "+r.method+"; not followed", named)
+	case hops >= maxRedirects:
+		return "", refuse(fmt.Sprintf("more than %d redirects; not followed", maxRedirects), named)
+	}
+	return target.RequestURI(), nil
+}
+
+func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }
+
 // send is one HTTP round trip bounded by the call timeout.
-func (b *BMC) send(ctx context.Context, r request, payload []byte, token string, basic bool) (*response, error) {
+func (b *conn) send(ctx context.Context, r request, payload []byte, token string, basic bool) (*response, error) {
 	target, err := b.resolve(r.path)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
@@ -141,7 +213,7 @@ func (b *BMC) send(ctx context.Context, r request, payload []byte, token string,
 // resolve turns a path, or a URL on the BMC's own host (Location headers
 // are often absolute), into the URL to request. Other hosts are refused:
 // credentials go to the BMC and nowhere else.
-func (b *BMC) resolve(p string) (string, error) {
+func (b *conn) resolve(p string) (string, error) {
 	if p == "" {
 		return "", errors.New("empty path")
 	}
@@ -163,7 +235,7 @@ func (b *BMC) resolve(p string) (string, error) {
 
 // creds returns the session token ("" without a session) and whether to
 // send basic auth instead.
-func (b *BMC) creds() (token string, basic bool) {
+func (b *conn) creds() (token string, basic bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.token, b.basic
@@ -171,7 +243,7 @@ func (b *BMC) creds() (token string, basic bool) {
 
 // relogin replaces an expired session. Concurrent callers that saw the same
 // stale token log in once.
-func (b *BMC) relogin(ctx context.Context, stale string) error {
+func (b *conn) relogin(ctx context.Context, stale string) error {
 	b.loginMu.Lock()
 	defer b.loginMu.Unlock()
 	if token, _ := b.creds(); token != stale {
@@ -182,7 +254,7 @@ func (b *BMC) relogin(ctx context.Context, stale string) error {
 
 // login creates a session, or falls back to basic auth when the service
 // has none.
-func (b *BMC) login(ctx context.Context) error {
+func (b *conn) login(ctx context.Context) error {
 	if b.username == "" {
 		return nil
 	}
@@ -193,8 +265,7 @@ func (b *BMC) login(ctx context.Context) error {
 	body := map[string]string{"UserName": b.username, "Password": b.password.Reveal()}
 	resp, err := b.do(ctx, request{method: http.MethodPost, path: b.sessionsPath, body: body, noAuth: true})
 	if err != nil {
-		var he *HTTPError
-		if errors.As(err, &he) && (he.Status == http.StatusNotFound || he.Status == http.StatusMethodNotAllowed || he.Status == http.StatusNotImplemented) {
+		if statusIs(err, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented) {
 			b.setBasic()
 			return nil
 		}
@@ -220,14 +291,14 @@ func (b *BMC) login(ctx context.Context) error {
 }
 
 // setBasic switches to basic auth for a service without sessions.
-func (b *BMC) setBasic() {
+func (b *conn) setBasic() {
 	b.mu.Lock()
 	b.basic, b.token, b.sessionPath = true, "", ""
 	b.mu.Unlock()
 }
 
 // logout deletes the session, if any.
-func (b *BMC) logout(ctx context.Context) error {
+func (b *conn) logout(ctx context.Context) error {
 	b.mu.Lock()
 	path := b.sessionPath
 	b.mu.Unlock()

@@ -47,6 +47,17 @@ func (b *BMC) UpdateFirmware(ctx context.Context, imageURL string, targets []str
 		return fmt.Errorf("redfish: update firmware: UpdateService declares no SimpleUpdate: %w", drivers.ErrUnsupported)
 	}
 	body := map[string]any{"ImageURI": imageURL}
+	if len(targets) == 0 {
+		// A service that manages several systems must be told which one:
+		// it refuses SimpleUpdate without Targets.
+		n, err := b.systemCount(ctx)
+		if err != nil {
+			return fmt.Errorf("redfish: update firmware: %w", err)
+		}
+		if n > 1 {
+			targets = []string{b.system()}
+		}
+	}
 	if len(targets) > 0 {
 		body["Targets"] = targets
 	}

@@ -2,6 +2,7 @@ package redfish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -31,11 +32,16 @@ type inventorySystem struct {
 }
 
 // Inventory reads the system's identity, CPUs, memory, disks, NICs and
-// firmware versions. Sections the BMC does not publish stay empty; a
-// section it publishes but fails to serve is an error.
+// firmware versions, each section on its own. Sections the BMC does not
+// publish stay empty. A section it links but cannot serve (absent, not
+// implemented, failing) stays empty too, with a warning in the inventory:
+// real BMCs link Memory or FirmwareInventory and answer 404 or 501 there.
+// NICs that cannot be read set NICsUnknown. Only what the node cannot be
+// managed without fails the call: the system itself, the credentials, the
+// BMC answering at all.
 func (b *BMC) Inventory(ctx context.Context) (drivers.Inventory, error) {
 	var sys inventorySystem
-	if _, err := b.get(ctx, b.systemPath, &sys); err != nil {
+	if _, err := b.get(ctx, b.system(), &sys); err != nil {
 		return drivers.Inventory{}, fmt.Errorf("redfish: inventory: %w", err)
 	}
 	inv := drivers.Inventory{System: drivers.SystemInfo{
@@ -53,14 +59,34 @@ func (b *BMC) Inventory(ctx context.Context) (drivers.Inventory, error) {
 		{"memory", func() (err error) { inv.MemoryMiB, err = b.memoryMiB(ctx, sys); return }},
 		{"storage", func() (err error) { inv.Disks, err = b.disks(ctx, sys); return }},
 		{"network", func() (err error) { inv.NICs, err = b.nics(ctx, sys.EthernetInterfaces.ID); return }},
-		{"firmware", func() (err error) { inv.Firmware, err = b.firmware(ctx, sys); return }},
+		{"firmware", func() (err error) { inv.Firmware, err = b.firmware(ctx, sys, &inv.Warnings); return }},
 	}
 	for _, s := range steps {
-		if err := s.run(); err != nil {
+		err := s.run()
+		if err == nil {
+			continue
+		}
+		if fatalForInventory(err) {
 			return drivers.Inventory{}, fmt.Errorf("redfish: inventory: %s: %w", s.name, err)
 		}
+		inv.Warnings = append(inv.Warnings, fmt.Sprintf("%s: not read: %v", s.name, err))
+		if s.name == "network" {
+			inv.NICs, inv.NICsUnknown = nil, true
+		}
+	}
+	if sys.EthernetInterfaces.ID == "" {
+		inv.NICsUnknown = true
+		inv.Warnings = append(inv.Warnings, "network: the system links no EthernetInterfaces: NICs and MACs unknown")
 	}
 	return inv, nil
+}
+
+// fatalForInventory reports errors that end an inventory: without
+// credentials or an answering BMC nothing read would be worth keeping, and
+// the caller's cancellation is its own.
+func fatalForInventory(err error) bool {
+	return errors.Is(err, drivers.ErrAuth) || errors.Is(err, drivers.ErrUnreachable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // members lists a collection; a missing link is an empty list.
@@ -259,35 +285,26 @@ func normalMAC(s string) string {
 	return hw.String()
 }
 
-// firmware lists the UpdateService's firmware inventory, or, without one,
-// the BIOS and BMC versions.
-func (b *BMC) firmware(ctx context.Context, sys inventorySystem) ([]drivers.Firmware, error) {
+// firmware lists the UpdateService's firmware inventory, or, without one
+// (or when it cannot be read, with a warning), the BIOS and BMC versions.
+func (b *BMC) firmware(ctx context.Context, sys inventorySystem, warnings *[]string) ([]drivers.Firmware, error) {
 	if b.root.UpdateService.ID != "" {
 		var us struct{ FirmwareInventory link }
 		_, err := b.get(ctx, b.root.UpdateService.ID, &us)
-		if err != nil && !statusIs(err, http.StatusNotFound) {
+		switch {
+		case err != nil && fatalForInventory(err):
 			return nil, err
-		}
-		if us.FirmwareInventory.ID != "" {
-			paths, err := b.collection(ctx, us.FirmwareInventory.ID)
-			if err != nil {
+		case err != nil && !statusIs(err, http.StatusNotFound):
+			*warnings = append(*warnings, fmt.Sprintf("firmware: update service not read, versions of BIOS and BMC only: %v", err))
+		case us.FirmwareInventory.ID != "":
+			out, err := b.firmwareInventory(ctx, us.FirmwareInventory.ID)
+			if err == nil {
+				return out, nil
+			}
+			if fatalForInventory(err) {
 				return nil, err
 			}
-			var out []drivers.Firmware
-			for _, p := range paths {
-				var doc struct {
-					ID      string `json:"Id"`
-					Name    string
-					Version string
-				}
-				if _, err := b.get(ctx, p, &doc); err != nil {
-					return nil, err
-				}
-				if doc.Version != "" {
-					out = append(out, drivers.Firmware{Component: doc.ID, Version: doc.Version})
-				}
-			}
-			return out, nil
+			*warnings = append(*warnings, fmt.Sprintf("firmware: inventory not read, versions of BIOS and BMC only: %v", err))
 		}
 	}
 	var out []drivers.Firmware
@@ -308,6 +325,30 @@ func (b *BMC) firmware(ctx context.Context, sys inventorySystem) ([]drivers.Firm
 		}
 		if mgr.FirmwareVersion != "" {
 			out = append(out, drivers.Firmware{Component: comp, Version: mgr.FirmwareVersion})
+		}
+	}
+	return out, nil
+}
+
+// firmwareInventory reads the components of a FirmwareInventory
+// collection that carry a version.
+func (b *BMC) firmwareInventory(ctx context.Context, path string) ([]drivers.Firmware, error) {
+	paths, err := b.collection(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	var out []drivers.Firmware
+	for _, p := range paths {
+		var doc struct {
+			ID      string `json:"Id"`
+			Name    string
+			Version string
+		}
+		if _, err := b.get(ctx, p, &doc); err != nil {
+			return nil, err
+		}
+		if doc.Version != "" {
+			out = append(out, drivers.Firmware{Component: doc.ID, Version: doc.Version})
 		}
 	}
 	return out, nil

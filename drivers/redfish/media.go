@@ -66,7 +66,7 @@ func (b *BMC) mediaDevices(ctx context.Context) ([]mediaDevice, error) {
 		VirtualMedia link
 		Links        struct{ ManagedBy []link }
 	}
-	if _, err := b.get(ctx, b.systemPath, &sys); err != nil {
+	if _, err := b.get(ctx, b.system(), &sys); err != nil {
 		return nil, err
 	}
 	var collections []string

@@ -291,13 +291,14 @@ func TestPatchStaleETag(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The mockup saw: the GET before the PATCH (the 412 came from the
-	// wrapper), the GET for a fresh ETag, and the PATCH with it.
+	// wrapper), the GET for a fresh ETag, the PATCH with it, and the GET
+	// that reads the override back.
 	var got []string
 	for _, r := range m.Requests() {
 		got = append(got, r.Method+" "+r.Path)
 	}
 	sys := b.System()
-	want := []string{"GET " + sys, "GET " + sys, "PATCH " + sys}
+	want := []string{"GET " + sys, "GET " + sys, "PATCH " + sys, "GET " + sys}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}

@@ -2,6 +2,7 @@ package redfish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -41,7 +42,7 @@ type systemDoc struct {
 // PowerState reads the system's power: exactly one GET.
 func (b *BMC) PowerState(ctx context.Context) (drivers.PowerState, error) {
 	var doc struct{ PowerState schemas.PowerState }
-	if _, err := b.get(ctx, b.systemPath, &doc); err != nil {
+	if _, err := b.get(ctx, b.system(), &doc); err != nil {
 		return drivers.PowerUnknown, fmt.Errorf("redfish: power state: %w", err)
 	}
 	return powerOf(doc.PowerState), nil
@@ -79,7 +80,7 @@ func (b *BMC) SetPower(ctx context.Context, action drivers.PowerAction) error {
 		return fmt.Errorf("redfish: set power: unknown action %q: %w", action, drivers.ErrUnsupported)
 	}
 	var sys systemDoc
-	if _, err := b.get(ctx, b.systemPath, &sys); err != nil {
+	if _, err := b.get(ctx, b.system(), &sys); err != nil {
 		return fmt.Errorf("redfish: set power %s: %w", action, err)
 	}
 	current := powerOf(sys.PowerState)
@@ -162,7 +163,7 @@ func (b *BMC) waitPower(ctx context.Context, target drivers.PowerState) error {
 	last := drivers.PowerUnknown
 	for {
 		var doc struct{ PowerState schemas.PowerState }
-		if _, err := b.get(ctx, b.systemPath, &doc); err == nil {
+		if _, err := b.get(ctx, b.system(), &doc); err == nil {
 			last = powerOf(doc.PowerState)
 			if last == target {
 				return nil
@@ -184,10 +185,11 @@ func (b *BMC) waitPower(ctx context.Context, target drivers.PowerState) error {
 // isTransient reports errors worth another poll: a BMC busy with a reset
 // often drops connections or answers 5xx for a moment.
 func isTransient(err error) bool {
-	if statusIs(err, http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout) {
+	if isUnreachable(err) {
 		return true
 	}
-	return isUnreachable(err)
+	var be *drivers.BMCError
+	return errors.As(err, &be) && !errors.Is(err, drivers.ErrPermanent) && !errors.Is(err, drivers.ErrAuth)
 }
 
 // sanitizeETag drops the "-gzip" suffix some servers append to an ETag.

@@ -58,7 +58,7 @@ func (v volumeDoc) volume() drivers.Volume {
 // storages reads the system's Storage resources.
 func (b *BMC) storages(ctx context.Context) ([]storageDoc, error) {
 	var sys struct{ Storage link }
-	if _, err := b.get(ctx, b.systemPath, &sys); err != nil {
+	if _, err := b.get(ctx, b.system(), &sys); err != nil {
 		return nil, err
 	}
 	if sys.Storage.ID == "" {

@@ -13,6 +13,7 @@ package redfish
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"metalsync.dev/metalsync/credentials/secret"
@@ -37,33 +39,47 @@ func Capabilities() []drivers.Capability {
 	}
 }
 
-// BMC is one open Redfish service and the system it manages.
+// BMC is one open Redfish service and the system it manages: a handle on
+// a conn, the state kept per BMC (session, discovered links).
+//
+// A BMC opened with Open has a conn and connections of its own, and Close
+// logs out. A BMC opened with Pool.Open shares the conn the pool keeps for
+// that address and credentials: Close only releases the handle, the
+// session stays for the next Open (the executor opens and closes drivers
+// every pass), and Pool.Close logs out at shutdown.
 type BMC struct {
+	*conn
+	ownPool *Pool // set when Open made a pool for this BMC alone
+	closed  atomic.Bool
+}
+
+// conn is what is kept per BMC between opens.
+type conn struct {
 	base        *url.URL // scheme://host[:port]
 	client      *http.Client
 	callTimeout time.Duration
 	username    string
 	password    secret.Value
-	ownPool     *Pool // set when Open made a pool for this BMC alone
 
-	// Set by Open, then read-only.
+	// Set by discover, then read-only.
 	sessionsPath string
 	root         serviceRoot
-	systemPath   string
 
 	loginMu sync.Mutex // serializes logins
 
 	mu          sync.Mutex
+	systemPath  string        // guarded by mu: canonical after a redirect
 	token       string        // guarded by mu
 	sessionPath string        // guarded by mu
 	basic       bool          // guarded by mu
-	closed      bool          // guarded by mu
 	media       []mediaDevice // guarded by mu: discovered once
+	systems     int           // guarded by mu: members of Systems, 0 until counted
 }
 
 var (
 	_ drivers.BMC             = (*BMC)(nil)
 	_ drivers.BootSetter      = (*BMC)(nil)
+	_ drivers.BootReader      = (*BMC)(nil)
 	_ drivers.MediaManager    = (*BMC)(nil)
 	_ drivers.InventoryReader = (*BMC)(nil)
 	_ drivers.BIOSManager     = (*BMC)(nil)
@@ -87,29 +103,132 @@ type link struct {
 	ID string `json:"@odata.id"`
 }
 
-// Open opens one BMC with a connection pool of its own, closed by Close.
+// Open opens one BMC with a connection pool and a session of its own,
+// both closed by Close.
 func Open(ctx context.Context, cfg drivers.Config) (drivers.BMC, error) {
 	p := NewPool(PoolOptions{})
-	b, err := p.open(ctx, cfg)
+	c, err := p.newConn(ctx, cfg)
 	if err != nil {
 		p.CloseIdleConnections()
 		return nil, err
 	}
-	b.ownPool = p
-	return b, nil
+	return &BMC{conn: c, ownPool: p}, nil
 }
 
-// Open opens one BMC on the pool's shared transports. It has the
-// drivers.Constructor signature, so a registry can hold p.Open.
+// Open opens one BMC on the pool's shared transports, reusing the session
+// the pool keeps for the same address, user and TLS settings (a changed
+// password logs in anew). It has the drivers.Constructor signature, so a
+// registry can hold p.Open, and p.Close as the entry's Close.
 func (p *Pool) Open(ctx context.Context, cfg drivers.Config) (drivers.BMC, error) {
-	b, err := p.open(ctx, cfg)
+	key, err := connKeyOf(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("redfish: open: %w", err)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errors.New("redfish: open: pool closed")
+	}
+	e := p.conns[key]
+	if e == nil {
+		e = &connEntry{}
+		p.conns[key] = e
+	}
+	p.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c != nil && e.c.password == cfg.Password {
+		return &BMC{conn: e.c}, nil
+	}
+	if old := e.c; old != nil { // the password changed: the old session goes
+		e.c = nil
+		_ = old.logout(ctx)
+	}
+	c, err := p.newConn(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return b, nil
+	e.c = c
+	return &BMC{conn: c}, nil
 }
 
-func (p *Pool) open(ctx context.Context, cfg drivers.Config) (*BMC, error) {
+// connKey identifies what a kept session is valid for.
+type connKey struct {
+	endpoint string // scheme://host/path as configured
+	username string
+	insecure bool
+	ca       [sha256.Size]byte
+	timeout  time.Duration
+}
+
+// connEntry is one kept conn; mu serializes opening it.
+type connEntry struct {
+	mu sync.Mutex
+	c  *conn // guarded by mu; nil until opened
+}
+
+func connKeyOf(cfg drivers.Config) (connKey, error) {
+	if cfg.Endpoint == nil {
+		return connKey{}, errors.New("no endpoint")
+	}
+	k := connKey{endpoint: cfg.Endpoint.String(), username: cfg.Username, insecure: cfg.InsecureSkipVerify, timeout: cfg.CallTimeout}
+	if len(cfg.CAPEM) > 0 {
+		k.ca = sha256.Sum256(cfg.CAPEM)
+	}
+	return k, nil
+}
+
+// Close logs out of every session the pool kept and closes its idle
+// connections. Opens after Close fail. The daemon calls it (through
+// drivers.Registry.Close) at shutdown.
+func (p *Pool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	entries := p.conns
+	p.conns = map[connKey]*connEntry{}
+	p.mu.Unlock()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 32)
+	)
+	for _, e := range entries {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			e.mu.Lock()
+			c := e.c
+			e.c = nil
+			e.mu.Unlock()
+			if c == nil {
+				return
+			}
+			if err := c.logout(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", c.base.Host, err))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	p.CloseIdleConnections()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("redfish: close: %w", err)
+	}
+	return nil
+}
+
+// Sessions returns how many BMC conns the pool keeps.
+func (p *Pool) Sessions() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+func (p *Pool) newConn(ctx context.Context, cfg drivers.Config) (*conn, error) {
 	if cfg.Endpoint == nil {
 		return nil, errors.New("redfish: open: no endpoint")
 	}
@@ -132,7 +251,7 @@ func (p *Pool) open(ctx context.Context, cfg drivers.Config) (*BMC, error) {
 	if timeout <= 0 {
 		timeout = DefaultCallTimeout
 	}
-	b := &BMC{
+	c := &conn{
 		base:        &url.URL{Scheme: ep.Scheme, Host: ep.Host},
 		client:      &http.Client{Transport: t, CheckRedirect: noRedirect},
 		callTimeout: timeout,
@@ -140,20 +259,21 @@ func (p *Pool) open(ctx context.Context, cfg drivers.Config) (*BMC, error) {
 		password:    cfg.Password,
 		systemPath:  systemPath,
 	}
-	if err := b.discover(ctx); err != nil {
+	if err := c.discover(ctx); err != nil {
 		return nil, fmt.Errorf("redfish: open: %w", err)
 	}
-	return b, nil
+	return c, nil
 }
 
-// noRedirect stops redirects: a redirect could carry the credentials to
-// another host, and BMCs have no reason to send one for API paths.
+// noRedirect hands redirects to conn.do, which follows them only on the
+// BMC's own scheme and host: a redirect must not carry the credentials to
+// another host.
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // discover reads the service root, logs in and finds the system. The
 // service root is unauthenticated by the standard; a BMC that answers 401
 // anyway gets a login at the standard sessions path first.
-func (b *BMC) discover(ctx context.Context) error {
+func (b *conn) discover(ctx context.Context) error {
 	const rootPath = "/redfish/v1/"
 	resp, err := b.do(ctx, request{method: http.MethodGet, path: rootPath, noAuth: true})
 	loggedIn := false
@@ -182,7 +302,7 @@ func (b *BMC) discover(ctx context.Context) error {
 			return err
 		}
 	}
-	if b.systemPath != "" {
+	if b.system() != "" {
 		return nil
 	}
 	err = b.findSystem(ctx)
@@ -193,7 +313,7 @@ func (b *BMC) discover(ctx context.Context) error {
 }
 
 // findSystem picks the only system of the service.
-func (b *BMC) findSystem(ctx context.Context) error {
+func (b *conn) findSystem(ctx context.Context) error {
 	if b.root.Systems.ID == "" {
 		return fmt.Errorf("service root lists no Systems: %w", drivers.ErrUnsupported)
 	}
@@ -205,7 +325,9 @@ func (b *BMC) findSystem(ctx context.Context) error {
 	case 0:
 		return fmt.Errorf("%s has no members", b.root.Systems.ID)
 	case 1:
-		b.systemPath = strings.TrimSuffix(members[0], "/")
+		b.mu.Lock()
+		b.systemPath, b.systems = strings.TrimSuffix(members[0], "/"), 1
+		b.mu.Unlock()
 		return nil
 	default:
 		return fmt.Errorf("the BMC manages %d systems (%s): put one in the address, e.g. redfish+%s://%s%s",
@@ -213,19 +335,14 @@ func (b *BMC) findSystem(ctx context.Context) error {
 	}
 }
 
-// Close deletes the session and, for a BMC opened alone, its connections.
+// Close releases the BMC. One opened alone logs out and closes its
+// connections; one opened on a Pool leaves the session to the pool.
 func (b *BMC) Close(ctx context.Context) error {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	if b.closed.Swap(true) || b.ownPool == nil {
 		return nil
 	}
-	b.closed = true
-	b.mu.Unlock()
 	err := b.logout(ctx)
-	if b.ownPool != nil {
-		b.ownPool.CloseIdleConnections()
-	}
+	b.ownPool.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("redfish: close: %w", err)
 	}
@@ -233,11 +350,48 @@ func (b *BMC) Close(ctx context.Context) error {
 }
 
 // System returns the path of the managed system.
-func (b *BMC) System() string { return b.systemPath }
+func (b *BMC) System() string { return b.system() }
+
+// system returns the path of the managed system: as configured or found,
+// or where the BMC redirected it.
+func (b *conn) system() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.systemPath
+}
+
+// moveSystem records the system's canonical path after a GET of it was
+// redirected, so later reads cost one request again.
+func (b *conn) moveSystem(from, to string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.systemPath == from {
+		b.systemPath = strings.TrimSuffix(to, "/")
+	}
+}
+
+// systemCount returns how many systems the service manages, reading the
+// Systems collection the first time.
+func (b *conn) systemCount(ctx context.Context) (int, error) {
+	b.mu.Lock()
+	n := b.systems
+	b.mu.Unlock()
+	if n > 0 || b.root.Systems.ID == "" {
+		return n, nil
+	}
+	members, err := b.collection(ctx, b.root.Systems.ID)
+	if err != nil {
+		return 0, fmt.Errorf("list systems: %w", err)
+	}
+	b.mu.Lock()
+	b.systems = len(members)
+	b.mu.Unlock()
+	return len(members), nil
+}
 
 // collection returns the member links of a collection, following
 // Members@odata.nextLink.
-func (b *BMC) collection(ctx context.Context, path string) ([]string, error) {
+func (b *conn) collection(ctx context.Context, path string) ([]string, error) {
 	var out []string
 	for path != "" {
 		var doc struct {

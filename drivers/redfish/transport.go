@@ -30,7 +30,8 @@ type PoolOptions struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Pool is one shared, bounded HTTP transport layer for many BMCs.
+// Pool is one shared, bounded HTTP transport layer for many BMCs, and the
+// keeper of one session per BMC across opens (see Pool.Open, Pool.Close).
 //
 // Connections are pooled per distinct TLS configuration: BMCs that trust the
 // same CA (or all opt out of verification) share one http.Transport and its
@@ -45,6 +46,8 @@ type Pool struct {
 
 	mu         sync.Mutex
 	transports map[tlsKey]*http.Transport // guarded by mu
+	conns      map[connKey]*connEntry     // guarded by mu: kept sessions
+	closed     bool                       // guarded by mu
 }
 
 // tlsKey identifies a TLS configuration: verification on or off, and the
@@ -68,7 +71,7 @@ func NewPool(opts PoolOptions) *Pool {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 10 * time.Second
 	}
-	return &Pool{opts: opts, transports: map[tlsKey]*http.Transport{}}
+	return &Pool{opts: opts, transports: map[tlsKey]*http.Transport{}, conns: map[connKey]*connEntry{}}
 }
 
 // CloseIdleConnections closes the idle connections of every transport.

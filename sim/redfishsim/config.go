@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -26,8 +25,12 @@ type Config struct {
 	MaxSessions int
 	// SessionTimeout expires sessions idle for this long (0: 30 minutes).
 	SessionTimeout time.Duration
+	// SessionLifetime ends every session this long after its login, used
+	// or not (0: sessions end only when idle), as BMCs with a fixed
+	// session lifetime do; the client gets 401 and must log in again.
+	SessionLifetime time.Duration
 	// Clock is the time source for power transitions, tasks and sessions;
-	// nil means the wall clock. Tests pass a *FakeClock.
+	// nil means the wall clock. Tests pass a clock they move themselves.
 	Clock Clock
 	// HTTPClient fetches virtual media and firmware images for systems
 	// that have none of their own; nil means a client with a 30 s timeout.
@@ -79,7 +82,31 @@ type SystemConfig struct {
 	// MACs are the MACs of the host NICs NIC.1 and NIC.2, as an inventory
 	// lists them; a missing one is generated (locally administered).
 	MACs []string
+	// Sections makes linked sections of the system fail: the system keeps
+	// linking them, and every request under the link answers the status
+	// given (404: linked but absent; 501: not implemented), as BMCs and
+	// emulators do. SectionFirmware fails the UpdateService's
+	// FirmwareInventory (on the shared listener: when every system has it).
+	Sections map[Section]int
+	// RedirectToUUID puts the system at /Systems/<UUID>, the way emulators
+	// in front of virtual machines name them; a request that names it by
+	// its ID is answered 307 with the UUID URL (method and body to be sent
+	// again). Collections and links name the UUID URL.
+	RedirectToUUID bool
 }
+
+// Section is a part of a system that SystemConfig.Sections can break.
+type Section string
+
+// Sections. The names are the Redfish path segments under the system.
+const (
+	SectionProcessors Section = "Processors"
+	SectionMemory     Section = "Memory"
+	SectionStorage    Section = "Storage"
+	SectionNICs       Section = "EthernetInterfaces"
+	SectionBIOS       Section = "Bios"
+	SectionFirmware   Section = "FirmwareInventory"
+)
 
 // Systems returns n copies of tmpl named sys-0001, sys-0002, ...
 func Systems(n int, tmpl SystemConfig) []SystemConfig {
@@ -208,26 +235,3 @@ type Clock interface {
 type wallClock struct{}
 
 func (wallClock) Now() time.Time { return time.Now() }
-
-// FakeClock is a Clock that moves only when told. Safe for concurrent use.
-type FakeClock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-// NewFakeClock returns a clock reading t.
-func NewFakeClock(t time.Time) *FakeClock { return &FakeClock{now: t} }
-
-// Now returns the clock's time.
-func (c *FakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *FakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}

@@ -8,7 +8,7 @@
 //	sim, err := redfishsim.New(redfishsim.Config{
 //		Systems:  redfishsim.Systems(3, redfishsim.SystemConfig{PoweredOn: true}),
 //		Username: "admin", Password: "secret",
-//		Clock:    clock, // a *FakeClock, or nil for the wall clock
+//		Clock:    clock, // a Clock the test moves, or nil for the wall clock
 //	})
 //	defer sim.Close()
 //	ts := httptest.NewServer(sim) // every system, path-based
@@ -61,6 +61,11 @@
 // requests, connection resets, power changes that never happen, rejected
 // credentials) are set at start in SystemConfig.Faults and changed at run
 // time with SetFaults. Session limits (MaxSessions) answer 503.
+// SystemConfig.Sections makes linked sections answer 404 or 501,
+// SystemConfig.RedirectToUUID moves a system to its UUID URL and redirects
+// its name there, Config.SessionLifetime ends sessions after a fixed time.
+// The shared listener is a service managing several systems: its
+// SimpleUpdate refuses a request without Targets.
 //
 // # Assertions
 //

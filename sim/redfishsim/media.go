@@ -71,7 +71,7 @@ func (c *call) virtualMedia(rest []string) {
 // under the system with MediaOnSystem.
 func (s *system) mediaBase() string {
 	if s.cfg.MediaOnSystem {
-		return sysPath(s.id) + "/VirtualMedia"
+		return s.path() + "/VirtualMedia"
 	}
 	return mgrPath(s.id) + "/VirtualMedia"
 }

@@ -86,6 +86,7 @@ const (
 	msgResourceInUse      = "Base.1.16.ResourceInUse"
 	msgUnauthorizedURI    = "Base.1.16.ResourceAtUriUnauthorized"
 	msgServiceUnavailable = "Base.1.16.ServiceTemporarilyUnavailable"
+	msgNotImplemented     = "Base.1.16.ActionNotSupported"
 )
 
 // writeError writes a Redfish error body: the shape every BMC uses and

@@ -12,7 +12,6 @@ import (
 func sysPath(id string) string     { return "/redfish/v1/Systems/" + id }
 func mgrPath(id string) string     { return "/redfish/v1/Managers/" + id }
 func chassisPath(id string) string { return "/redfish/v1/Chassis/" + id }
-func storagePath(id string) string { return sysPath(id) + "/Storage/1" }
 
 func (c *call) serviceRoot() doc {
 	uuid := "92384634-2938-2342-8820-489239905423"
@@ -50,6 +49,10 @@ func (c *call) odata() doc {
 func (c *call) members(kind string) {
 	var paths []string
 	for _, s := range c.v.systems() {
+		if kind == "Systems" {
+			paths = append(paths, s.path())
+			continue
+		}
 		paths = append(paths, "/redfish/v1/"+kind+"/"+s.id)
 	}
 	typ := map[string]string{
@@ -69,10 +72,13 @@ func (c *call) members(kind string) {
 // here waits.
 func (c *call) systemRoutes(rest []string) {
 	s := c.sys
+	if len(rest) > 0 && c.sectionFails(Section(rest[0])) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleLocked(c.now)
-	base := sysPath(s.id)
+	base := s.path()
 	at := func(p ...string) bool { return slices.Equal(rest, p) }
 	switch {
 	case len(rest) == 0:
@@ -155,7 +161,7 @@ func validIndex(s, prefix string, n int) bool {
 // can change (its ETag source).
 func (c *call) systemDocLocked() (doc, any) {
 	s := c.sys
-	base := sysPath(s.id)
+	base := s.path()
 	tag := struct {
 		Boot  bootState
 		Extra map[string]string
@@ -203,6 +209,10 @@ func (c *call) systemDocLocked() (doc, any) {
 	}
 	for k, v := range s.extra {
 		d[k] = v
+	}
+	if s.cfg.Sections[SectionMemory] != 0 {
+		// No summary: a client has to follow the Memory link, which fails.
+		d["MemorySummary"] = doc{"Status": statusOK()}
 	}
 	if s.cfg.MediaOnSystem {
 		d["VirtualMedia"] = ref(s.mediaBase())
@@ -291,7 +301,7 @@ func (c *call) resetLocked() {
 // power-on) and the ResetBios action.
 func (c *call) biosLocked(rest []string) {
 	s := c.sys
-	base := sysPath(s.id) + "/Bios"
+	base := s.path() + "/Bios"
 	switch {
 	case len(rest) == 0:
 		c.get(doc{
@@ -380,7 +390,7 @@ func (c *call) managerRoutes(rest []string) {
 			"ManagerType": "BMC", "Model": "Joo Janta 200", "FirmwareVersion": "7.00.00.171",
 			"UUID": s.uuid(), "PowerState": "On", "Status": statusOK(),
 			"Links": doc{
-				"ManagerForServers": refs(sysPath(s.id)),
+				"ManagerForServers": refs(s.path()),
 				"ManagerForChassis": refs(chassisPath(s.id)),
 				"ManagerInChassis":  ref(chassisPath(s.id)),
 			},
@@ -419,7 +429,7 @@ func (c *call) chassisRoutes(rest []string) {
 		"ChassisType": "RackMount", "Manufacturer": "Contoso", "Model": "3500RX", "SerialNumber": s.serial(),
 		"PowerState": power, "Status": statusOK(),
 		"Links": doc{
-			"ComputerSystems": refs(sysPath(s.id)),
+			"ComputerSystems": refs(s.path()),
 			"ManagedBy":       refs(mgrPath(s.id)),
 		},
 	}, nil)

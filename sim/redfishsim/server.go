@@ -25,6 +25,7 @@ type Server struct {
 	cfg     Config
 	clock   Clock
 	systems map[string]*system
+	bySeg   map[string]*system // by the path segment of /Systems/<seg>
 	order   []*system
 	shared  *service
 	bmcs    map[string]*service
@@ -55,6 +56,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:     cfg,
 		clock:   cfg.Clock,
 		systems: make(map[string]*system, len(cfg.Systems)),
+		bySeg:   make(map[string]*system, len(cfg.Systems)),
 		bmcs:    make(map[string]*service, len(cfg.Systems)),
 		done:    make(chan struct{}),
 	}
@@ -81,6 +83,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		sys := newSystem(sc, i+1, fetch)
 		s.systems[sc.ID] = sys
+		s.bySeg[sys.seg] = sys
 		s.order = append(s.order, sys)
 		s.bmcs[sc.ID] = newService(s, sys, sc.MaxSessions)
 	}
@@ -169,7 +172,52 @@ type service struct {
 
 type session struct {
 	id, token, user string
+	created         time.Time
 	lastUsed        time.Time
+}
+
+// expiredLocked reports whether s outlived Config.SessionLifetime.
+func (s *Server) expiredLocked(ss *session, now time.Time) bool {
+	return s.cfg.SessionLifetime > 0 && now.Sub(ss.created) >= s.cfg.SessionLifetime
+}
+
+// sectionFails answers the status SystemConfig.Sections gives the
+// section, and reports whether it did.
+func (c *call) sectionFails(sec Section) bool {
+	status := c.sys.cfg.Sections[sec]
+	if status == 0 {
+		return false
+	}
+	c.failSection(status)
+	return true
+}
+
+func (c *call) failSection(status int) {
+	switch status {
+	case http.StatusNotFound:
+		c.notFound()
+	case http.StatusNotImplemented:
+		writeError(c.w, status, msgNotImplemented, "%s is not implemented by this service", c.r.URL.Path)
+	default:
+		writeError(c.w, status, msgGeneral, "%s failed (injected)", c.r.URL.Path)
+	}
+}
+
+// firmwareFails answers for a FirmwareInventory that SectionFirmware
+// breaks, and reports whether it did.
+func (v *service) firmwareFails(c *call) bool {
+	systems := v.systems()
+	status := systems[0].cfg.Sections[SectionFirmware]
+	for _, s := range systems[1:] {
+		if s.cfg.Sections[SectionFirmware] != status {
+			return false
+		}
+	}
+	if status == 0 {
+		return false
+	}
+	c.failSection(status)
+	return true
 }
 
 func newService(srv *Server, only *system, maxSessions int) *service {
@@ -220,6 +268,9 @@ func (v *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.sys = v.only
 	if v.only == nil && len(segs) >= 2 && (segs[0] == "Systems" || segs[0] == "Managers" || segs[0] == "Chassis") {
 		c.sys = v.srv.systems[segs[1]]
+		if segs[0] == "Systems" && v.srv.bySeg[segs[1]] != nil {
+			c.sys = v.srv.bySeg[segs[1]]
+		}
 	}
 	defer func() { v.srv.record(c, sw.status, time.Since(start)) }()
 
@@ -341,7 +392,7 @@ func (c *call) authenticate() bool {
 		if !ok {
 			return false
 		}
-		if c.now.Sub(s.lastUsed) > v.srv.cfg.SessionTimeout {
+		if c.now.Sub(s.lastUsed) > v.srv.cfg.SessionTimeout || v.srv.expiredLocked(s, c.now) {
 			v.dropLocked(s)
 			return false
 		}
@@ -382,7 +433,19 @@ func (c *call) route() {
 			c.members(segs[0])
 			return
 		}
-		if c.sys == nil || c.sys.id != segs[1] {
+		if c.sys == nil {
+			c.notFound()
+			return
+		}
+		if segs[0] == "Systems" && segs[1] != c.sys.seg {
+			if segs[1] == c.sys.id { // addressed by name: redirect to the UUID
+				c.redirect(c.sys.path() + strings.TrimPrefix(c.r.URL.Path, sysPath(c.sys.id)))
+				return
+			}
+			c.notFound()
+			return
+		}
+		if segs[0] != "Systems" && c.sys.id != segs[1] {
 			c.notFound()
 			return
 		}
@@ -405,6 +468,16 @@ func (c *call) route() {
 	default:
 		c.notFound()
 	}
+}
+
+// redirect answers 307 to path, keeping the query: the method and body
+// of the request are to be sent again there.
+func (c *call) redirect(path string) {
+	if c.r.URL.RawQuery != "" {
+		path += "?" + c.r.URL.RawQuery
+	}
+	c.w.Header().Set("Location", path)
+	writeError(c.w, http.StatusTemporaryRedirect, msgGeneral, "the system is at %s", path)
 }
 
 func (c *call) notFound() {

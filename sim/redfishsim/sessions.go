@@ -98,7 +98,7 @@ func (c *call) login() {
 	v := c.v
 	v.mu.Lock()
 	for _, s := range v.sessions { // expired sessions free their slots
-		if c.now.Sub(s.lastUsed) > v.srv.cfg.SessionTimeout {
+		if c.now.Sub(s.lastUsed) > v.srv.cfg.SessionTimeout || v.srv.expiredLocked(s, c.now) {
 			v.dropLocked(s)
 		}
 	}
@@ -108,7 +108,7 @@ func (c *call) login() {
 		writeError(c.w, http.StatusServiceUnavailable, msgSessionLimit, "the session establishment failed because the number of simultaneous sessions (%d) has been exceeded", v.maxSessions)
 		return
 	}
-	s := &session{id: newToken(8), token: newToken(16), user: req.UserName, lastUsed: c.now}
+	s := &session{id: newToken(8), token: newToken(16), user: req.UserName, created: c.now, lastUsed: c.now}
 	v.sessions[s.token] = s
 	v.byID[s.id] = s
 	v.mu.Unlock()

@@ -12,10 +12,10 @@ import (
 // removed by DELETE.
 func (c *call) storageLocked(rest []string) {
 	s := c.sys
-	base := storagePath(s.id)
+	base := s.path() + "/Storage/1"
 	switch {
 	case len(rest) == 0:
-		c.get(collection(sysPath(s.id)+"/Storage", "StorageCollection", "Storage Collection", []string{base}), nil)
+		c.get(collection(s.path()+"/Storage", "StorageCollection", "Storage Collection", []string{base}), nil)
 	case len(rest) == 1 && rest[0] == "1":
 		var drives []string
 		for _, d := range s.drives {
@@ -98,7 +98,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 func (c *call) volumeDoc(v *volume) doc {
-	base := storagePath(c.sys.id)
+	base := c.sys.path() + "/Storage/1"
 	var drives []string
 	for _, d := range v.drives {
 		drives = append(drives, base+"/Drives/"+d)
@@ -141,14 +141,14 @@ func (c *call) createVolumeLocked() {
 		writeError(c.w, http.StatusBadRequest, msgPropertyValue, "RAID10 needs an even number of drives, got %d", len(req.Links.Drives))
 		return
 	}
-	prefix := storagePath(s.id) + "/Drives/"
+	prefix := s.path() + "/Storage/1/Drives/"
 	var ids []string
 	var smallest int64
 	for _, l := range req.Links.Drives {
 		id, ok := strings.CutPrefix(l.ID, prefix)
 		d, found := s.drive(id)
 		if !ok || !found || slices.Contains(ids, id) {
-			writeError(c.w, http.StatusBadRequest, msgPropertyValue, "the drive %q is not a distinct drive of %s", l.ID, storagePath(s.id))
+			writeError(c.w, http.StatusBadRequest, msgPropertyValue, "the drive %q is not a distinct drive of %s", l.ID, s.path()+"/Storage/1")
 			return
 		}
 		for _, v := range s.volumes {

@@ -78,7 +78,8 @@ type update struct {
 // system is one simulated computer system, with its manager and chassis.
 type system struct {
 	id    string
-	index int // 1-based, for generated serials and MACs
+	seg   string // its segment in /Systems/<seg>: the id, or the UUID with RedirectToUUID
+	index int    // 1-based, for generated serials and MACs
 	cfg   SystemConfig
 	fetch *http.Client
 	count counters
@@ -129,6 +130,10 @@ func newSystem(cfg SystemConfig, index int, fetch *http.Client) *system {
 	if cfg.HTTPClient != nil {
 		s.fetch = cfg.HTTPClient
 	}
+	s.seg = s.id
+	if cfg.RedirectToUUID {
+		s.seg = s.uuid()
+	}
 	if cfg.PoweredOn {
 		s.power = powerOn
 	}
@@ -148,6 +153,9 @@ func newSystem(cfg SystemConfig, index int, fetch *http.Client) *system {
 	}
 	return s
 }
+
+// path is the system's canonical URL path.
+func (s *system) path() string { return sysPath(s.seg) }
 
 func (s *system) serial() string { return fmt.Sprintf("SIM%07d", s.index) }
 

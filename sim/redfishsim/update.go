@@ -62,6 +62,7 @@ func (c *call) updateService(segs []string) {
 		if c.method(http.MethodPost) {
 			c.simpleUpdate()
 		}
+	case segs[0] == "FirmwareInventory" && c.v.firmwareFails(c):
 	case segs[0] == "FirmwareInventory" && len(segs) == 1:
 		var ids []string
 		for _, s := range c.v.systems() {
@@ -85,7 +86,7 @@ func (c *call) updateService(segs []string) {
 		c.get(doc{
 			"@odata.id": updatePath + "/FirmwareInventory/" + segs[1], "@odata.type": "#SoftwareInventory.v1_4_0.SoftwareInventory",
 			"Id": segs[1], "Name": kind + " firmware of " + id, "Version": version, "Updateable": true, "Status": statusOK(),
-			"RelatedItem": refs(sysPath(id)),
+			"RelatedItem": refs(s.path()),
 		}, nil)
 	default:
 		c.notFound()
@@ -167,7 +168,11 @@ func (v *service) targetSystem(uri string) *system {
 	}
 	id := segs[1]
 	switch segs[0] {
-	case "Systems", "Managers":
+	case "Systems":
+		if s := v.srv.bySeg[id]; s != nil {
+			id = s.id
+		}
+	case "Managers":
 	case "UpdateService":
 		if len(segs) != 3 || segs[1] != "FirmwareInventory" {
 			return nil
