@@ -34,6 +34,10 @@ type Source interface {
 // Executor runs plans; *apply.Executor is the implementation.
 type Executor interface {
 	Apply(ctx context.Context, inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) apply.Report
+	// RecordPlanErrors writes each refused node's plan error to its status,
+	// and clears it from nodes planned again.
+	// It returns observed with those changes.
+	RecordPlanErrors(inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) (reconcile.Observed, error)
 	Refresh(ctx context.Context, inv *schema.Inventory, observed reconcile.Observed) (reconcile.Observed, []error)
 	Capabilities() reconcile.Capabilities
 }
@@ -86,6 +90,8 @@ type Daemon struct {
 	invalid  string               // newest refused revision, "" when the newest is good; guarded by mu
 	passes   int                  // passes run; guarded by mu
 	onPass   []func(apply.Report) // test hooks; guarded by mu
+	// planErrors are the nodes the last plan refused, with why; guarded by mu.
+	planErrors map[string]string
 }
 
 type revision struct {
@@ -178,6 +184,14 @@ func (s *observingSink) WriteStatus(node string, st schema.NodeStatusBody) error
 	return s.next.WriteStatus(node, st)
 }
 
+// Sync passes the executor's sync through to the sink, when it batches.
+func (s *observingSink) Sync(ctx context.Context) error {
+	if sy, ok := s.next.(apply.Syncer); ok {
+		return sy.Sync(ctx)
+	}
+	return nil
+}
+
 func (s *observingSink) ForgetStatus(node string) error {
 	s.d.mu.Lock()
 	delete(s.d.observed, node)
@@ -236,37 +250,41 @@ func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
 	d.kick()
 }
 
-// Run follows the source and reconciles until ctx ends, then lets running
-// steps reach a safe point (bounded by Grace) and returns.
+// Run follows the source and reconciles until ctx ends, then lets the
+// running pass reach a safe point (bounded by Grace) and returns.
+//
+// One worker runs passes, one at a time. A pass takes the newest valid
+// revision and the observed state when it starts, and plans from them;
+// revisions arriving meanwhile only ask for another pass. So a plan is
+// never applied to state older than its own start, and no two passes
+// race for a node.
 func (d *Daemon) Run(ctx context.Context) error {
 	srcErr := make(chan error, 1)
 	go func() {
 		srcErr <- d.cfg.Source.Run(ctx, d.cfg.Trigger, d.onRevision)
 	}()
-
-	// Passes outlive ctx by at most Grace so that a step in flight can
+	// The pass outlives ctx by at most Grace so that a step in flight can
 	// finish and its status be written.
-	passCtx, cancelPasses := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelPasses()
-	var passes sync.WaitGroup
-	var running sync.Mutex // one planning pass at a time; the executor skips busy nodes anyway
-	resync := time.NewTimer(d.resyncInterval())
-	defer resync.Stop()
-
+	passCtx, cancelPass := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPass()
+	worker := make(chan struct{})
+	go func() {
+		defer close(worker)
+		d.work(ctx, passCtx)
+	}()
 	for {
-		refresh := false
 		select {
 		case <-ctx.Done():
-			d.log.Info("stopping: no new work; waiting for running steps", "grace", d.cfg.Grace)
-			done := make(chan struct{})
-			go func() { passes.Wait(); close(done) }()
+			d.log.Info("stopping: no new work; waiting for the running pass", "grace", d.cfg.Grace)
+			grace := time.NewTimer(d.cfg.Grace)
 			select {
-			case <-done:
-			case <-time.After(d.cfg.Grace):
+			case <-worker:
+			case <-grace.C:
 				d.log.Warn("grace period over; cancelling running steps (they resume from status on restart)")
-				cancelPasses()
-				<-done
+				cancelPass()
+				<-worker
 			}
+			grace.Stop()
 			if err := <-srcErr; err != nil && ctx.Err() == nil {
 				return err
 			}
@@ -276,65 +294,148 @@ func (d *Daemon) Run(ctx context.Context) error {
 				srcErr <- err
 				continue
 			}
+			cancelPass()
+			<-worker
 			return fmt.Errorf("inventory source: %w", err)
-		case <-d.wake:
-		case <-resync.C:
-			refresh = true
-			resync.Reset(d.resyncInterval())
 		}
-		d.mu.Lock()
-		good := d.good
-		obs := d.observed.Clone()
-		d.mu.Unlock()
-		if good == nil {
-			continue
-		}
-		if refresh {
-			live, errs := d.cfg.Executor.Refresh(ctx, good.inv, obs)
-			for _, err := range errs {
-				d.log.Warn("power refresh", "err", err)
-			}
-			obs = live
-		}
-		p := reconcile.Plan(good.inv, obs, d.cfg.Executor.Capabilities(), d.cfg.Now())
-		p.InventoryCommit = good.rev
-		if !actionable(p) {
-			d.updateGauges()
-			continue
-		}
-		passes.Add(1)
-		go func() {
-			defer passes.Done()
-			running.Lock()
-			defer running.Unlock()
-			start := time.Now()
-			rep := d.cfg.Executor.Apply(passCtx, good.inv, p, obs)
-			d.cfg.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
-			d.updateGauges()
-			d.mu.Lock()
-			d.passes++
-			hooks := append([]func(apply.Report){}, d.onPass...)
-			d.mu.Unlock()
-			for _, h := range hooks {
-				h(rep)
-			}
-			progressed, later := false, false
-			for _, r := range rep.Nodes {
-				switch r.Outcome {
-				case apply.Done, apply.Healthy:
-					progressed = true
-				case apply.RetryLater, apply.StillFaulted, apply.Busy:
-					later = true
-				}
-			}
-			if progressed {
-				d.kick()
-			}
-			if later && !progressed {
-				time.AfterFunc(d.cfg.RetryDelay, d.kick)
-			}
-		}()
 	}
+}
+
+// work is the pass worker: it waits for a reason to pass (a revision, a
+// node that progressed or asked to be retried, the power sweep) and runs
+// one pass at a time until ctx ends.
+func (d *Daemon) work(ctx, passCtx context.Context) {
+	var sweep <-chan time.Time
+	var sweepTimer *time.Timer
+	defer func() {
+		if sweepTimer != nil {
+			sweepTimer.Stop()
+		}
+	}()
+	for {
+		refresh := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.wake:
+		case <-sweep:
+			refresh = true
+		}
+		if sweepTimer == nil {
+			// The first sweep is timed from the first loaded revision, by
+			// the interval its site asks for.
+			if iv, due := d.firstSweep(); iv > 0 {
+				sweepTimer = time.NewTimer(iv)
+				sweep = sweepTimer.C
+				refresh = refresh || due
+			}
+		} else if refresh {
+			sweepTimer.Reset(d.resyncInterval())
+		}
+		d.pass(passCtx, refresh)
+	}
+}
+
+// firstSweep returns the sweep interval once a revision is loaded, and
+// whether a sweep is due at once: no node's status was updated within the
+// interval (a daemon that was down longer than that).
+func (d *Daemon) firstSweep() (time.Duration, bool) {
+	d.mu.Lock()
+	loaded := d.good != nil
+	newest := ""
+	for _, st := range d.observed {
+		newest = max(newest, st.Updated)
+	}
+	d.mu.Unlock()
+	if !loaded {
+		return 0, false
+	}
+	iv := d.resyncInterval()
+	last, err := time.Parse(time.RFC3339, newest)
+	return iv, newest != "" && err == nil && d.cfg.Now().Sub(last) > iv
+}
+
+// pass plans from the newest valid revision and the observed state as
+// they are now, and applies the plan.
+func (d *Daemon) pass(ctx context.Context, refresh bool) {
+	d.mu.Lock()
+	good := d.good
+	obs := d.observed.Clone()
+	d.mu.Unlock()
+	if good == nil {
+		return
+	}
+	if refresh {
+		live, errs := d.cfg.Executor.Refresh(ctx, good.inv, obs)
+		for _, err := range errs {
+			d.log.Warn("power refresh", "err", err)
+		}
+		obs = live
+	}
+	p := reconcile.Plan(good.inv, obs, d.cfg.Executor.Capabilities(), d.cfg.Now())
+	p.InventoryCommit = good.rev
+	d.reportPlanErrors(p)
+	obs, err := d.cfg.Executor.RecordPlanErrors(good.inv, p, obs)
+	if err != nil {
+		d.log.Error("recording plan errors in status", "err", err)
+	}
+	if !actionable(p) {
+		d.updateGauges()
+		return
+	}
+	start := time.Now()
+	rep := d.cfg.Executor.Apply(ctx, good.inv, p, obs)
+	d.cfg.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
+	d.updateGauges()
+	d.mu.Lock()
+	d.passes++
+	hooks := append([]func(apply.Report){}, d.onPass...)
+	d.mu.Unlock()
+	for _, h := range hooks {
+		h(rep)
+	}
+	progressed, later := false, false
+	for _, r := range rep.Nodes {
+		switch r.Outcome {
+		case apply.Done, apply.Healthy:
+			progressed = true
+		case apply.RetryLater, apply.StillFaulted, apply.Busy:
+			later = true
+		}
+	}
+	if progressed {
+		d.kick()
+	}
+	if later && !progressed {
+		time.AfterFunc(d.cfg.RetryDelay, d.kick)
+	}
+}
+
+// reportPlanErrors logs a node's plan error once per change (and once when
+// it clears) and keeps the gauge of refused nodes.
+func (d *Daemon) reportPlanErrors(p plan.Plan) {
+	now := map[string]string{}
+	for _, np := range p.Nodes {
+		if np.Error != "" {
+			now[np.Node] = np.Error
+		}
+	}
+	d.mu.Lock()
+	prev := d.planErrors
+	d.planErrors = now
+	d.mu.Unlock()
+	for node, msg := range now {
+		if prev[node] != msg {
+			d.cfg.Metrics.PlanErrors.Inc()
+			d.log.Error("node cannot be planned; nothing runs for it until this is fixed", "node", node, "reason", msg, "revision", short(p.InventoryCommit))
+		}
+	}
+	for node := range prev {
+		if _, still := now[node]; !still {
+			d.log.Info("node can be planned again", "node", node, "revision", short(p.InventoryCommit))
+		}
+	}
+	d.cfg.Metrics.NodesWithPlanErrors.Set(float64(len(now)))
 }
 
 func (d *Daemon) resyncInterval() time.Duration {

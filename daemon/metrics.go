@@ -27,6 +27,10 @@ type Metrics struct {
 	StatusCommits     prometheus.Counter
 	Fetches           *prometheus.CounterVec // result
 	WebhookRequests   *prometheus.CounterVec // result
+	// PlanErrors counts nodes newly refused by the planner (or refused for
+	// a new reason); NodesWithPlanErrors is how many are refused now.
+	PlanErrors          prometheus.Counter
+	NodesWithPlanErrors prometheus.Gauge
 }
 
 // NewMetrics registers every metric in a new registry.
@@ -71,11 +75,18 @@ func NewMetrics() *Metrics {
 		WebhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "metalsync_webhook_requests_total", Help: "Webhook requests, by result.",
 		}, []string{"result"}),
+		PlanErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "metalsync_plan_errors_total", Help: "Nodes the planner refused, counted once per new reason.",
+		}),
+		NodesWithPlanErrors: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "metalsync_nodes_with_plan_errors", Help: "Nodes the last plan refused (nothing runs for them).",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ReconcileDuration, m.Actions, m.StepLatency, m.NodesByState, m.Faults, m.LastGoodCommit,
 		m.InvalidCommits, m.InventoryErrors, m.PushRetries, m.StatusCommits, m.Fetches, m.WebhookRequests,
+		m.PlanErrors, m.NodesWithPlanErrors,
 	)
 	return m
 }

@@ -163,7 +163,11 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		}
 		defer stop()
 	}
-	rep := ex.Apply(ctx, run.inv, p, run.observed)
+	observed, err := ex.RecordPlanErrors(run.inv, p, run.observed)
+	if err != nil {
+		fmt.Fprintf(env.Err, "metalsync apply: %v\n", err)
+	}
+	rep := ex.Apply(ctx, run.inv, p, observed)
 	writeSummary(env.Out, rep)
 	if cause := context.Cause(ctx); errors.Is(cause, lease.ErrLost) {
 		fmt.Fprintf(env.Err, "metalsync apply: stopped: %v; status records the progress\n", cause)

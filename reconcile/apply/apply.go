@@ -408,3 +408,41 @@ func (e *Executor) Refresh(ctx context.Context, inv *schema.Inventory, observed 
 	}
 	return out, errs
 }
+
+// RecordPlanErrors writes each node's plan error to its status when it
+// changed, and clears it from nodes the plan accepts again, so that status
+// never shows a stale reason. It returns observed with those changes.
+func (e *Executor) RecordPlanErrors(inv *schema.Inventory, p plan.Plan, observed reconcile.Observed) (reconcile.Observed, error) {
+	if e.Sink == nil {
+		return observed, errors.New("no status sink configured")
+	}
+	known := make(map[string]bool, len(inv.Nodes))
+	for _, n := range inv.Nodes {
+		known[n.Name()] = true
+	}
+	out := observed
+	cloned := false
+	var errs []error
+	for _, np := range p.Nodes {
+		st, seen := observed[np.Node]
+		if !known[np.Node] || st.PlanError == np.Error || !seen && np.Error == "" {
+			continue
+		}
+		if !cloned {
+			out, cloned = observed.Clone(), true
+			if out == nil {
+				out = reconcile.Observed{}
+			}
+		}
+		st = cloneStatus(st)
+		st.PlanError = np.Error
+		st.Commit = p.InventoryCommit
+		st.Updated = stamp(e.clock().Now())
+		if err := e.Sink.WriteStatus(np.Node, st); err != nil {
+			errs = append(errs, fmt.Errorf("status of %s: %w", np.Node, err))
+			continue
+		}
+		out[np.Node] = st
+	}
+	return out, errors.Join(errs...)
+}
