@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -12,7 +14,10 @@ import (
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
+	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/schema"
 	"metalsync.dev/metalsync/test/inventorygen"
 )
 
@@ -44,10 +49,51 @@ func mapFS(files map[string][]byte) fstest.MapFS {
 }
 
 type rig struct {
-	d     *Daemon
-	fleet *fake.Fleet
-	sink  *apply.MemorySink
-	src   chanSource
+	d       *Daemon
+	fleet   *fake.Fleet
+	sink    *apply.MemorySink
+	src     chanSource
+	ex      *passRecorder
+	refused chan string // revisions the daemon refused, in order
+}
+
+// passRecorder is the executor as the daemon sees it: it records the
+// revision of every pass and signals the end of each, so that tests wait
+// for passes instead of sleeping.
+type passRecorder struct {
+	*apply.Executor
+	ended chan struct{} // buffered 1: a pass ended
+
+	mu   sync.Mutex
+	revs []string // InventoryCommit of every pass, in order; guarded by mu
+}
+
+func (p *passRecorder) Apply(ctx context.Context, inv *schema.Inventory, pl plan.Plan, obs reconcile.Observed) apply.Report {
+	rep := p.Executor.Apply(ctx, inv, pl, obs)
+	p.mu.Lock()
+	p.revs = append(p.revs, pl.InventoryCommit)
+	p.mu.Unlock()
+	select {
+	case p.ended <- struct{}{}:
+	default:
+	}
+	return rep
+}
+
+// passed returns the revisions of the passes run so far.
+func (p *passRecorder) passed() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.revs)
+}
+
+// refusals reports refused revisions on a channel.
+type refusals chan string
+
+func (r refusals) ReportInvalid(rev string, diags schema.Diagnostics) {
+	if diags != nil {
+		r <- rev
+	}
 }
 
 func newRig(t *testing.T) *rig {
@@ -56,31 +102,37 @@ func newRig(t *testing.T) *rig {
 	sink := &apply.MemorySink{}
 	agent := &apply.SimulatedAgent{}
 	env := map[string]string{"BMC_USERNAME": "admin", "BMC_PASSWORD": "pw-Secret-123"}
-	ex := &apply.Executor{
+	ex := &passRecorder{Executor: &apply.Executor{
 		Registry:      drivers.Registry{"fake": fleet.Entry()},
 		Credentials:   credentials.Resolver{Getenv: func(k string) string { return env[k] }},
 		AgentFor:      func(string) apply.Agent { return agent },
 		AgentImageURL: "http://127.0.0.1:9/agent.iso",
-	}
+	}, ended: make(chan struct{}, 1)}
 	src := chanSource{revs: make(chan rev, 4)}
-	d, err := New(Config{Source: src, Executor: ex, RetryDelay: 50 * time.Millisecond, ResyncInterval: time.Hour})
+	refused := make(chan string, 4)
+	d, err := New(Config{Source: src, Executor: ex, Invalid: refusals(refused), RetryDelay: 50 * time.Millisecond, ResyncInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ex.Sink = d.Sink(sink)
-	return &rig{d: d, fleet: fleet, sink: sink, src: src}
+	return &rig{d: d, fleet: fleet, sink: sink, src: src, ex: ex, refused: refused}
 }
 
-// waitFor polls cond; the deadline only bounds a hung test, it asserts
-// nothing about speed.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// hung bounds a wait that should end; it asserts nothing about speed.
+const hung = 60 * time.Second
+
+// waitFor checks cond now and after every pass (only passes act on the
+// fleet and the observed state) until it holds.
+func (r *rig) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	timeout := time.NewTimer(hung)
+	defer timeout.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-r.ex.ended:
+		case <-timeout.C:
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -92,7 +144,7 @@ func TestDaemonReconcilesAndRefusesInvalidRevisions(t *testing.T) {
 
 	files := inventorygen.Files(inventorygen.Options{Nodes: 10, Driver: "fake"})
 	r.src.revs <- rev{"c1", mapFS(files)}
-	waitFor(t, "every node at its target state", func() bool {
+	r.waitFor(t, "every node at its target state", func() bool {
 		obs := r.d.Observed()
 		if len(obs) != 10 {
 			return false
@@ -110,24 +162,22 @@ func TestDaemonReconcilesAndRefusesInvalidRevisions(t *testing.T) {
 		t.Fatalf("Ready: %v", err)
 	}
 
-	// An invalid revision changes no hardware: count BMC calls across it.
-	calls := func() int {
-		n := 0
-		for _, name := range r.fleet.Names() {
-			n += r.fleet.System(name).Counts().Calls
-		}
-		return n
-	}
-	before := calls()
+	// An invalid revision changes no hardware: no pass runs it.
 	bad := mapFS(files)
 	p := "nodes/rack0000/" + inventorygen.NodeName(3, 40) + ".yaml"
 	bad[p] = &fstest.MapFile{Data: []byte(strings.Replace(string(files[p]), "state: available", "state: active", 1))} // active without image
 	bad["nodes/rack0000/"+inventorygen.NodeName(0, 40)+".yaml"] = &fstest.MapFile{Data: []byte("kind: [")}
 	r.src.revs <- rev{"c2", bad}
-	waitFor(t, "the invalid revision to be seen", func() bool { return r.d.Ready() == nil && r.d.invalidRev() == "c2" })
-	time.Sleep(200 * time.Millisecond)
-	if got := calls(); got != before {
-		t.Errorf("invalid revision made %d BMC calls", got-before)
+	select {
+	case got := <-r.refused:
+		if got != "c2" {
+			t.Errorf("refused %s, want c2", got)
+		}
+	case <-time.After(hung):
+		t.Fatal("timed out waiting for the invalid revision to be refused")
+	}
+	if err := r.d.Ready(); err != nil {
+		t.Errorf("Ready after an invalid revision: %v", err)
 	}
 	if rv, _ := r.d.Revision(); rv != "c1" {
 		t.Errorf("last good revision = %s, want c1", rv)
@@ -138,7 +188,7 @@ func TestDaemonReconcilesAndRefusesInvalidRevisions(t *testing.T) {
 	p = "nodes/rack0000/" + inventorygen.NodeName(4, 40) + ".yaml"
 	good[p] = &fstest.MapFile{Data: []byte(strings.Replace(string(files[p]), `power: "on"`, `power: "off"`, 1))}
 	r.src.revs <- rev{"c3", good}
-	waitFor(t, "node 4 powered off", func() bool {
+	r.waitFor(t, "node 4 powered off", func() bool {
 		return r.fleet.System(inventorygen.NodeName(4, 40)).PowerState() == drivers.PowerOff
 	})
 
@@ -148,18 +198,16 @@ func TestDaemonReconcilesAndRefusesInvalidRevisions(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-	case <-time.After(60 * time.Second):
+	case <-time.After(hung):
 		t.Fatal("Run did not return after cancel")
+	}
+	// Run has waited for every pass, so this is all the daemon ran.
+	if passed := r.ex.passed(); slices.Contains(passed, "c2") {
+		t.Errorf("passes ran revisions %v; c2 was invalid", passed)
 	}
 	for name, st := range r.sink.Snapshot() {
 		if strings.Contains(fmt.Sprint(st), "pw-Secret-123") {
 			t.Errorf("status of %s contains the BMC password", name)
 		}
 	}
-}
-
-func (d *Daemon) invalidRev() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.invalid
 }

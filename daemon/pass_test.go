@@ -27,6 +27,7 @@ type gatedExecutor struct {
 	*apply.Executor
 	gate     chan struct{} // closed to release the first Apply
 	started  chan struct{} // closed when the first Apply starts
+	ended    chan struct{} // buffered 1: a pass ended
 	once     sync.Once
 	inflight atomic.Int32
 	maxIn    atomic.Int32
@@ -52,7 +53,26 @@ func (g *gatedExecutor) Apply(ctx context.Context, inv *schema.Inventory, p plan
 	if first {
 		<-g.gate
 	}
-	return g.Executor.Apply(ctx, inv, p, obs)
+	rep := g.Executor.Apply(ctx, inv, p, obs)
+	select {
+	case g.ended <- struct{}{}:
+	default:
+	}
+	return rep
+}
+
+// waitPasses checks cond now and after every pass until it holds.
+func waitPasses(t *testing.T, ended <-chan struct{}, what string, cond func() bool) {
+	t.Helper()
+	timeout := time.NewTimer(hung)
+	defer timeout.Stop()
+	for !cond() {
+		select {
+		case <-ended:
+		case <-timeout.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }
 
 // TestRevisionsDuringAPass pushes 2, then 10, revisions while a pass is
@@ -71,8 +91,8 @@ func TestRevisionsDuringAPass(t *testing.T) {
 				AgentFor:      func(string) apply.Agent { return agent },
 				AgentImageURL: "http://127.0.0.1:9/agent.iso",
 			}
-			ex := &gatedExecutor{Executor: inner, gate: make(chan struct{}), started: make(chan struct{})}
-			src := chanSource{revs: make(chan rev, pushed+1)}
+			ex := &gatedExecutor{Executor: inner, gate: make(chan struct{}), started: make(chan struct{}), ended: make(chan struct{}, 1)}
+			src := chanSource{revs: make(chan rev)} // unbuffered: a send returns once the previous revision is loaded
 			d, err := New(Config{Source: src, Executor: ex, RetryDelay: 50 * time.Millisecond, ResyncInterval: time.Hour})
 			if err != nil {
 				t.Fatal(err)
@@ -99,11 +119,14 @@ func TestRevisionsDuringAPass(t *testing.T) {
 				}
 				src.revs <- rev{newest, mapFS(maps.Clone(changed))}
 			}
-			// Every revision is loaded (the source is unbuffered past its
-			// channel) before the first pass is let go.
-			waitFor(t, "the newest revision loaded", func() bool { r, _ := d.Revision(); return r == newest })
+			// Sent once more: this send returns only once the newest was
+			// loaded, all while the first pass is held.
+			src.revs <- rev{newest, mapFS(maps.Clone(changed))}
+			if r, _ := d.Revision(); r != newest {
+				t.Fatalf("revision %s loaded; want %s", r, newest)
+			}
 			close(ex.gate)
-			waitFor(t, "every node at its target state", func() bool {
+			waitPasses(t, ex.ended, "every node at its target state", func() bool {
 				obs := d.Observed()
 				for i := range 10 {
 					st := obs[inventorygen.NodeName(i, 40)]

@@ -93,17 +93,11 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 	if _, err := exec.LookPath("git"); err != nil {
 		return fmt.Errorf("the demo drives a real Git remote and needs the git command: %w", err)
 	}
-	dir := a.dir
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "metalsync-demo-"); err != nil {
-			return err
-		}
+	dir, cleanup, err := demoDir(a)
+	if err != nil {
+		return err
 	}
-	if !a.keep {
-		defer os.RemoveAll(dir)
-	}
-
+	defer cleanup()
 	inv, diags := schema.Load(inventoryexample.FS)
 	if diags.HasErrors() {
 		return fmt.Errorf("embedded example is invalid:\n%s", diags)
@@ -113,44 +107,132 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 		return err
 	}
 	defer fleet.close()
+	showFleet(env, inv, fleet)
+	repo, err := seedRemote(ctx, dir, fleet)
+	if err != nil {
+		return err
+	}
+	say(env, "\n== Git remote %s seeded from inventory-example/", repo.remote)
+	showFirstPlan(env, inv)
+	say(env, "\n== Progress")
+	dd, err := startDemoDaemon(ctx, repo.remote, fleet, env)
+	if err != nil {
+		return err
+	}
+	defer dd.stop()
+	if err := dd.waitFirstCommit(ctx, a.timeout, env, inv); err != nil {
+		return err
+	}
+	newImage, err := pushBobsChange(ctx, repo, fleet)
+	if err != nil {
+		return err
+	}
+	if err := dd.waitBobsChange(ctx, a.timeout, env, newImage); err != nil {
+		return err
+	}
+	if err := dd.finish(ctx); err != nil {
+		return err
+	}
+	out, err := repo.git(ctx, repo.remote, "log", "--stat", "--format=%n%h %an <%ae> %ar%n    %s", "main")
+	if err != nil {
+		return err
+	}
+	say(env, "\n== git log --stat of the remote (status commits by metalsync, specs by people)\n%s", out)
+	if a.keep {
+		say(env, "== Kept: remote %s, clone %s", repo.remote, repo.work)
+	}
+	return nil
+}
+
+// demoDir is the demo's work directory: --dir, else a new temporary
+// directory; cleanup removes it unless --keep.
+func demoDir(a demoArgs) (string, func(), error) {
+	dir := a.dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "metalsync-demo-"); err != nil {
+			return "", nil, fmt.Errorf("demo directory: %w", err)
+		}
+	}
+	if a.keep {
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+func showFleet(env *Env, inv *schema.Inventory, fleet *demoFleet) {
 	say(env, "== Simulated fleet: %d nodes", len(inv.Nodes))
 	for _, n := range inv.Nodes {
 		say(env, "   %-8s %-45s (was %s)", n.Name(), fleet.addrs[n.Name()], n.Spec.BMC.Address)
 	}
+}
 
-	// A bare remote seeded from the example, as a person would set it up.
-	remote := filepath.Join(dir, "inventory.git")
-	work := filepath.Join(dir, "work")
-	git := func(dir string, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Alice", "GIT_AUTHOR_EMAIL=alice@example.net",
-			"GIT_COMMITTER_NAME=Alice", "GIT_COMMITTER_EMAIL=alice@example.net", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return string(out), nil
+// showFirstPlan prints the plan the daemon starts from, before it acts.
+func showFirstPlan(env *Env, inv *schema.Inventory) {
+	ex := &apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &apply.SimulatedAgent{} }}
+	p := reconcile.Plan(inv, reconcile.Observed{}, ex.Capabilities(), time.Now())
+	say(env, "\n== Plan of the first commit\n")
+	var pb bytes.Buffer
+	writeTextPlan(&pb, p)
+	io.Copy(env.Out, &pb)
+}
+
+// demoRepo is the demo's bare remote and a person's clone of it.
+type demoRepo struct {
+	home   string // HOME of the git commands
+	remote string
+	work   string
+}
+
+// git runs git in dir as Alice.
+func (r demoRepo) git(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Alice", "GIT_AUTHOR_EMAIL=alice@example.net",
+		"GIT_COMMITTER_NAME=Alice", "GIT_COMMITTER_EMAIL=alice@example.net", "GIT_CONFIG_NOSYSTEM=1", "HOME="+r.home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	if err := os.MkdirAll(work, 0o755); err != nil {
-		return err
+	return string(out), nil
+}
+
+// seedRemote creates a bare remote in dir and pushes the example to it
+// from a clone, as a person would set it up.
+func seedRemote(ctx context.Context, dir string, fleet *demoFleet) (demoRepo, error) {
+	r := demoRepo{home: dir, remote: filepath.Join(dir, "inventory.git"), work: filepath.Join(dir, "work")}
+	if err := os.MkdirAll(r.work, 0o755); err != nil {
+		return r, fmt.Errorf("demo clone: %w", err)
 	}
-	if _, err := git(dir, "init", "-q", "--bare", "-b", "main", remote); err != nil {
-		return err
+	if _, err := r.git(ctx, dir, "init", "-q", "--bare", "-b", "main", r.remote); err != nil {
+		return r, err
 	}
-	if _, err := git(dir, "clone", "-q", remote, work); err != nil {
-		return err
+	if _, err := r.git(ctx, dir, "clone", "-q", r.remote, r.work); err != nil {
+		return r, err
 	}
-	if err := writeDemoInventory(work, fleet); err != nil {
-		return err
+	if err := writeDemoInventory(r.work, fleet); err != nil {
+		return r, err
 	}
 	for _, args := range [][]string{{"checkout", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", "Add the dc1 inventory"}, {"push", "-q", "origin", "main"}} {
-		if _, err := git(work, args...); err != nil {
-			return err
+		if _, err := r.git(ctx, r.work, args...); err != nil {
+			return r, err
 		}
 	}
-	say(env, "\n== Git remote %s seeded from inventory-example/", remote)
+	return r, nil
+}
 
-	// The daemon, as `metalsync serve` runs it.
+// demoDaemon is the daemon, as `metalsync serve` runs it, in the demo's
+// process.
+type demoDaemon struct {
+	s      served
+	passes <-chan struct{} // a pass ended; buffered 1
+	cancel context.CancelFunc
+	errc   <-chan error // serve's result
+	err    error        // serve's result once stopped
+	done   bool
+}
+
+// startDemoDaemon starts serve on the remote and returns once it listens.
+func startDemoDaemon(ctx context.Context, remote string, fleet *demoFleet, env *Env) (*demoDaemon, error) {
 	dEnv := *env
 	dEnv.Getenv = func(k string) string {
 		switch k {
@@ -161,116 +243,149 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 		}
 		return env.Getenv(k)
 	}
-	// The plan the daemon starts from, shown before it acts.
-	p := reconcile.Plan(inv, reconcile.Observed{}, (&apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &apply.SimulatedAgent{} }}).Capabilities(), time.Now())
-	say(env, "\n== Plan of the first commit\n")
-	var pb bytes.Buffer
-	writeTextPlan(&pb, p)
-	io.Copy(env.Out, &pb)
-
-	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	passes := make(chan struct{}, 1)
 	sa := serveArgs{repo: "file://" + remote, branch: "main", listen: "127.0.0.1:0", poll: time.Second,
 		statusInterval: time.Second, simulateAgent: true,
 		onPass: func(rep apply.Report) {
-			for _, r := range rep.Nodes {
-				if r.Outcome == apply.Busy {
-					continue
-				}
-				line := fmt.Sprintf("   %-8s %s → %s: %s (%s)", r.Node, r.From, r.Reached, r.Outcome, r.Duration.Round(10*time.Millisecond))
-				if r.Err != nil {
-					line += ": " + apply.Sanitize(r.Err)
-				}
-				say(env, "%s", line)
+			showProgress(env, rep)
+			select {
+			case passes <- struct{}{}:
+			default:
 			}
 		}}
-	say(env, "\n== Progress")
+	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dctx, cancel := context.WithCancel(ctx)
 	startedc := make(chan served, 1)
-	dctx, stopDaemon := context.WithCancel(ctx)
-	defer stopDaemon()
 	errc := make(chan error, 1)
 	go func() { errc <- serve(dctx, sa, &dEnv, log, func(s served) { startedc <- s }) }()
-	var s served
+	dd := &demoDaemon{passes: passes, cancel: cancel, errc: errc}
 	select {
-	case s = <-startedc:
+	case dd.s = <-startedc:
 	case err := <-errc:
-		return fmt.Errorf("daemon: %w", err)
+		cancel()
+		return nil, fmt.Errorf("daemon: %w", err)
 	case <-ctx.Done():
-		return ctx.Err()
+		dd.stop()
+		return nil, ctx.Err()
 	}
-	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", remote, s.addr)
-	desired := func(inv *schema.Inventory) func() bool {
-		return func() bool { return converged(inv, s.daemon.Observed()) }
+	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", remote, dd.s.addr)
+	return dd, nil
+}
+
+// showProgress prints what a pass did to each node it was not busy with.
+func showProgress(env *Env, rep apply.Report) {
+	for _, r := range rep.Nodes {
+		if r.Outcome == apply.Busy {
+			continue
+		}
+		line := fmt.Sprintf("   %-8s %s → %s: %s (%s)", r.Node, r.From, r.Reached, r.Outcome, r.Duration.Round(10*time.Millisecond))
+		if r.Err != nil {
+			line += ": " + apply.Sanitize(r.Err)
+		}
+		say(env, "%s", line)
 	}
-	if err := waitUntil(ctx, a.timeout, desired(inv)); err != nil {
-		printStatus(env, inv, s.daemon.Observed())
+}
+
+// waitPasses waits until cond holds, checking it now and after every
+// pass: only passes change the observed state.
+func (dd *demoDaemon) waitPasses(ctx context.Context, timeout time.Duration, cond func(reconcile.Observed) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !cond(dd.s.daemon.Observed()) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-dd.passes:
+		}
+	}
+	return nil
+}
+
+func (dd *demoDaemon) waitFirstCommit(ctx context.Context, timeout time.Duration, env *Env, inv *schema.Inventory) error {
+	err := dd.waitPasses(ctx, timeout, func(obs reconcile.Observed) bool { return converged(inv, obs) })
+	if err != nil {
+		printStatus(env, inv, dd.s.daemon.Observed())
 		return fmt.Errorf("the fleet did not converge: %w", err)
 	}
 	say(env, "\n== Status after the first commit\n")
-	printStatus(env, inv, s.daemon.Observed())
+	printStatus(env, inv, dd.s.daemon.Observed())
+	return nil
+}
 
-	// A person retires a node and rolls a new image to another.
-	say(env, "\n== Bob pushes a change: retire r1-n04 (undeploy, park powered off), new image for r1-n02")
+// pushBobsChange has a person retire a node and roll a new image to
+// another; it returns the new image's URL.
+func pushBobsChange(ctx context.Context, repo demoRepo, fleet *demoFleet) (string, error) {
 	newImage := fleet.artifacts + "/images/ubuntu-24.04.1-server.raw"
-	if err := editFile(filepath.Join(work, "nodes/rack1/r1-n04.yaml"), func(s string) string {
+	if err := editFile(filepath.Join(repo.work, "nodes/rack1/r1-n04.yaml"), func(s string) string {
 		// Undeploy it and park it: cleaned, manageable, powered off.
 		s = strings.Replace(s, "  bootMode: uefi", "  retired:\n    reason: end of lease; hardware refresh HR-2027\n  bootMode: uefi", 1)
 		s = strings.Replace(s, "    state: active\n", "    state: manageable\n", 1)
 		return regexp.MustCompile(`(?m)^    (image:|  url:|  checksum:|deployTemplates:).*\n`).ReplaceAllLiteralString(s, "")
 	}); err != nil {
-		return err
+		return "", err
 	}
-	if err := editFile(filepath.Join(work, "nodes/rack1/r1-n02.yaml"), func(s string) string {
+	if err := editFile(filepath.Join(repo.work, "nodes/rack1/r1-n02.yaml"), func(s string) string {
 		s = strings.Replace(s, fleet.artifacts+"/images/ubuntu-24.04-server.raw", newImage, 1)
 		return regexp.MustCompile(`checksum: sha256:[0-9a-f]{64}`).ReplaceAllString(s, "checksum: sha256:"+strings.Repeat("5e", 32))
 	}); err != nil {
-		return err
+		return "", err
 	}
-	if _, err := git(work, "commit", "-q", "-am", "Retire r1-n04, roll Ubuntu 24.04.1 to r1-n02", "--author", "Bob <bob@example.net>"); err != nil {
-		return err
+	if _, err := repo.git(ctx, repo.work, "commit", "-q", "-am", "Retire r1-n04, roll Ubuntu 24.04.1 to r1-n02", "--author", "Bob <bob@example.net>"); err != nil {
+		return "", err
 	}
 	// Bob's push may race a status commit of the daemon: rebase and retry,
 	// as a person would.
 	for attempt := 1; ; attempt++ {
-		if _, err := git(work, "pull", "-q", "--rebase", "origin", "main"); err != nil {
-			return err
+		if _, err := repo.git(ctx, repo.work, "pull", "-q", "--rebase", "origin", "main"); err != nil {
+			return "", err
 		}
-		_, err := git(work, "push", "-q", "origin", "main")
+		_, err := repo.git(ctx, repo.work, "push", "-q", "origin", "main")
 		if err == nil {
-			break
+			return newImage, nil
 		}
 		if attempt == 10 {
-			return err
+			return "", err
 		}
 	}
-	if err := waitUntil(ctx, a.timeout, func() bool {
-		obs := s.daemon.Observed()
+}
+
+func (dd *demoDaemon) waitBobsChange(ctx context.Context, timeout time.Duration, env *Env, newImage string) error {
+	err := dd.waitPasses(ctx, timeout, func(obs reconcile.Observed) bool {
 		st2, st4 := obs["r1-n02"], obs["r1-n04"]
 		return st2.Deployed != nil && st2.Deployed.Image == newImage && st2.ProvisionState == "active" && st2.Operation == nil &&
 			st4.ProvisionState == "manageable" && st4.Power == "off" && st4.Operation == nil
-	}); err != nil {
-		_, inv2 := s.daemon.Revision()
-		printStatus(env, inv2, s.daemon.Observed())
+	})
+	_, inv := dd.s.daemon.Revision()
+	if err != nil {
+		printStatus(env, inv, dd.s.daemon.Observed())
 		return fmt.Errorf("the daemon did not act on the change: %w", err)
 	}
-	_, inv2 := s.daemon.Revision()
 	say(env, "\n== Status after Bob's change\n")
-	printStatus(env, inv2, s.daemon.Observed())
+	printStatus(env, inv, dd.s.daemon.Observed())
+	return nil
+}
 
-	// Let the last statuses be committed, then stop the daemon.
-	time.Sleep(1500 * time.Millisecond)
-	stopDaemon()
-	if err := <-errc; err != nil {
+// finish commits the statuses written so far, then stops the daemon
+// (which commits any written while it stops).
+func (dd *demoDaemon) finish(ctx context.Context) error {
+	if _, err := dd.s.writer.Flush(ctx); err != nil {
+		return fmt.Errorf("commit the last statuses: %w", err)
+	}
+	if err := dd.stop(); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	out, err := git(remote, "log", "--stat", "--format=%n%h %an <%ae> %ar%n    %s", "main")
-	if err != nil {
-		return err
-	}
-	say(env, "\n== git log --stat of the remote (status commits by metalsync, specs by people)\n%s", out)
-	if a.keep {
-		say(env, "== Kept: remote %s, clone %s", remote, work)
-	}
 	return nil
+}
+
+// stop stops the daemon and waits for it; later calls return the same
+// result.
+func (dd *demoDaemon) stop() error {
+	if !dd.done {
+		dd.cancel()
+		dd.err = <-dd.errc
+		dd.done = true
+	}
+	return dd.err
 }
 
 // startFleet starts a simulated BMC for every node: Redfish systems on
@@ -281,32 +396,22 @@ func startFleet(inv *schema.Inventory) (*demoFleet, error) {
 	b := make([]byte, 12)
 	rand.Read(b)
 	f.pass = hex.EncodeToString(b)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := f.startArtifacts(); err != nil {
 		return nil, err
 	}
-	blob := bytes.Repeat([]byte("metalsync demo artifact\n"), 1<<16) // 1.5 MiB
-	art := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeContent(w, r, path.Base(r.URL.Path), time.Unix(0, 0), bytes.NewReader(blob))
-	})}
-	go art.Serve(ln)
-	f.closers = append(f.closers, func() { art.Close() })
-	f.artifacts = "http://" + ln.Addr().String()
 	var v4, v6 []string
 	for _, n := range inv.Nodes {
 		addr, err := schema.ParseBMCAddress(n.Spec.BMC.Address)
 		if err != nil {
+			f.close()
 			return nil, err
 		}
 		switch {
 		case addr.Driver == "ipmi":
-			bmc, err := ipmisim.Start(ipmisim.Config{Username: f.user, Password: f.pass})
-			if err != nil {
+			if err := f.startIPMI(n.Name()); err != nil {
 				f.close()
 				return nil, err
 			}
-			f.closers = append(f.closers, func() { bmc.Close() })
-			f.addrs[n.Name()] = "ipmi://" + bmc.Addr().String()
 		case strings.Contains(addr.Endpoint.Host, "["):
 			v6 = append(v6, n.Name())
 		default:
@@ -317,35 +422,70 @@ func startFleet(inv *schema.Inventory) (*demoFleet, error) {
 		host  string
 		nodes []string
 	}{{"127.0.0.1", v4}, {"::1", v6}} {
-		if len(group.nodes) == 0 {
-			continue
-		}
-		var systems []redfishsim.SystemConfig
-		for _, name := range group.nodes {
-			systems = append(systems, redfishsim.SystemConfig{ID: name, PowerOnDelay: 300 * time.Millisecond, PowerOffDelay: 300 * time.Millisecond,
-				MACs: phyMACs(inv.Node(name))})
-		}
-		sim, err := redfishsim.New(redfishsim.Config{Systems: systems, Username: f.user, Password: f.pass, Profile: redfishsim.ProfileZero})
-		if err != nil {
+		if err := f.startRedfish(inv, group.host, group.nodes); err != nil {
 			f.close()
 			return nil, err
-		}
-		// One listener per system, as a rack of BMCs has one address each.
-		bmcs, err := sim.StartBMCs(redfishsim.BMCOptions{Host: group.host})
-		if err != nil && group.host == "::1" {
-			bmcs, err = sim.StartBMCs(redfishsim.BMCOptions{}) // no IPv6 on this host
-		}
-		if err != nil {
-			sim.Close()
-			f.close()
-			return nil, err
-		}
-		f.closers = append(f.closers, func() { bmcs.Close(); sim.Close() })
-		for _, name := range group.nodes {
-			f.addrs[name] = bmcs.Listener(name).BMCURL(name)
 		}
 	}
 	return f, nil
+}
+
+// startArtifacts starts the local stand-in for the site's image and
+// firmware servers.
+func (f *demoFleet) startArtifacts() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("artifact server: %w", err)
+	}
+	blob := bytes.Repeat([]byte("metalsync demo artifact\n"), 1<<16) // 1.5 MiB
+	art := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, path.Base(r.URL.Path), time.Unix(0, 0), bytes.NewReader(blob))
+	})}
+	go art.Serve(ln)
+	f.closers = append(f.closers, func() { art.Close() })
+	f.artifacts = "http://" + ln.Addr().String()
+	return nil
+}
+
+// startIPMI starts an IPMI BMC on UDP for node.
+func (f *demoFleet) startIPMI(node string) error {
+	bmc, err := ipmisim.Start(ipmisim.Config{Username: f.user, Password: f.pass})
+	if err != nil {
+		return err
+	}
+	f.closers = append(f.closers, func() { bmc.Close() })
+	f.addrs[node] = "ipmi://" + bmc.Addr().String()
+	return nil
+}
+
+// startRedfish starts one Redfish simulator for nodes with a listener per
+// system on host, as a rack of BMCs has one address each.
+func (f *demoFleet) startRedfish(inv *schema.Inventory, host string, nodes []string) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	var systems []redfishsim.SystemConfig
+	for _, name := range nodes {
+		systems = append(systems, redfishsim.SystemConfig{ID: name, PowerOnDelay: 300 * time.Millisecond, PowerOffDelay: 300 * time.Millisecond,
+			MACs: phyMACs(inv.Node(name))})
+	}
+	sim, err := redfishsim.New(redfishsim.Config{Systems: systems, Username: f.user, Password: f.pass, Profile: redfishsim.ProfileZero})
+	if err != nil {
+		return err
+	}
+	bmcs, err := sim.StartBMCs(redfishsim.BMCOptions{Host: host})
+	if err != nil && host == "::1" {
+		bmcs, err = sim.StartBMCs(redfishsim.BMCOptions{}) // no IPv6 on this host
+	}
+	if err != nil {
+		sim.Close()
+		return err
+	}
+	f.closers = append(f.closers, func() { bmcs.Close(); sim.Close() })
+	for _, name := range nodes {
+		f.addrs[name] = bmcs.Listener(name).BMCURL(name)
+	}
+	return nil
 }
 
 var (
@@ -395,21 +535,6 @@ func editFile(p string, fn func(string) string) error {
 		return err
 	}
 	return os.WriteFile(p, []byte(fn(string(b))), 0o644)
-}
-
-func waitUntil(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-	return nil
 }
 
 // converged reports whether every node that metalsync may act on has

@@ -1,31 +1,23 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/daemon"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/render/mediaserver"
-	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitstatus"
-	"metalsync.dev/metalsync/repo/localwatch"
 	"metalsync.dev/metalsync/repo/webhook"
 	"metalsync.dev/metalsync/schema"
 )
@@ -134,286 +126,93 @@ func runServe(ctx context.Context, args []string, env *Env) int {
 type served struct {
 	daemon *daemon.Daemon
 	addr   net.Addr
-	writer *gitstatus.Writer
+	writer *gitstatus.Writer // nil for --local
 }
 
 // serve runs the daemon until ctx ends. started, when set, is called once
 // the listener is up.
 func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started func(served)) error {
 	metrics := daemon.NewMetrics()
-	agent := &apply.SimulatedAgent{}
-	tree := &currentTree{}
-	ex := &apply.Executor{
-		Registry: defaultRegistry(),
-		Credentials: credentials.Resolver{Getenv: env.Getenv, RepoDir: a.local, ReadFile: func(name string) ([]byte, error) {
-			if filepath.IsAbs(name) || a.local != "" {
-				return os.ReadFile(name)
-			}
-			return tree.ReadFile(name) // an ageFile of the revision being reconciled
-		}},
-		AgentFor: func(driver string) apply.Agent {
-			if a.simulateAgent || driver == "fake" {
-				return agent
-			}
-			return nil
-		},
-	}
-	mediaDir := a.mediaDir
-	if mediaDir == "" {
-		dir, err := os.MkdirTemp("", "metalsync-media-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		mediaDir = dir
-	}
 	loader := &schema.Loader{}
-	media := &sitePublisher{log: log}
-	var (
-		src    daemon.Source
-		writer *gitstatus.Writer
-		sink   apply.StatusSink
-	)
-	var firstSite *schema.Site
-	var d *daemon.Daemon // set below; the local sink's closures read it
-	var report daemon.FileWriter
-	var trackStatus func(*schema.Inventory)
-	if a.local != "" {
-		src = localSource(a.local, log)
-		statusDir := filepath.Join(a.local, schema.DefaultStatusDir)
-		// Status mirrors nodes/ as in Git; where a file is now is known
-		// from the revision last loaded (it re-reads status/).
-		current := func() *schema.Inventory {
-			if d == nil {
-				return nil
-			}
-			_, inv := d.Revision()
-			return inv
-		}
-		sink = apply.DirSink{Dir: statusDir,
-			SubDir: func(node string) string {
-				if inv := current(); inv != nil {
-					return inv.StatusSubDir(node)
-				}
-				return ""
-			},
-			Was: func(node string) string {
-				if inv := current(); inv != nil {
-					return inv.StatusPath(node)
-				}
-				return ""
-			}}
-		report = func(name string, data []byte, _ string) error {
-			p := filepath.Join(statusDir, name)
-			if data == nil {
-				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
-				return nil
-			}
-			if err := os.MkdirAll(statusDir, 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(p, data, 0o644)
-		}
-	} else {
-		auth := gitsource.Auth{Username: a.gitUsername, SSHKeyFile: a.sshKey, KnownHostsFile: a.knownHosts}
-		if a.gitPasswordEnv != "" {
-			auth.Password = secret.Value(env.Getenv(a.gitPasswordEnv))
-		}
-		gs, err := gitsource.New(gitsource.Config{URL: a.repo, Branch: a.branch, Auth: auth, Dir: a.cacheDir, IgnoreDir: schema.DefaultStatusDir, Logger: log})
-		if err != nil {
-			return err
-		}
-		// The site file of the branch head says where status goes and who
-		// signs it; read it once before starting.
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		head, _, err := gs.Fetch(fctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("first fetch: %w", err)
-		}
-		fsys, err := gs.Tree(head)
-		if err != nil {
-			return err
-		}
-		inv, _ := loader.Load(fsys)
-		if inv != nil {
-			firstSite = inv.Site
-		}
-		site := schema.SiteSpec{}
-		if firstSite != nil {
-			site = firstSite.Spec
-		}
-		site = site.Defaults()
-		author := gitstatus.Identity{Name: "metalsync", Email: "metalsync@localhost"}
-		if site.Git != nil {
-			author.Name = cmp.Or(site.Git.AuthorName, author.Name)
-			author.Email = cmp.Or(site.Git.AuthorEmail, author.Email)
-		}
-		author.Name = cmp.Or(a.authorName, author.Name)
-		author.Email = cmp.Or(a.authorEmail, author.Email)
-		c, err := gitstatus.New(gitstatus.Config{Source: gs, Branch: site.Status.Branch, Dir: site.Status.Directory, Author: author, Logger: log})
-		if err != nil {
-			return err
-		}
-		writer = gitstatus.NewWriter(c, gitstatus.WriterConfig{Interval: a.statusInterval, OnFlush: func(r gitstatus.Result, err error) {
-			if err != nil {
-				log.Warn("status commit failed; will retry", "err", err)
-				return
-			}
-			if r.Commit != "" {
-				metrics.StatusCommits.Inc()
-				log.Info("status committed", "commit", r.Commit[:12], "nodes", len(r.Changed), "retries", r.Retries)
-			}
-			metrics.PushRetries.Add(float64(r.Retries))
-		}})
-		gitSink := &daemon.GitSink{W: writer}
-		trackStatus = gitSink.Track
-		sink = gitSink
-		report = writer.UpdateFile
-		poll := a.poll
-		if poll == 0 {
-			poll = 30 * time.Second
-			if site.Sync != nil {
-				if d, err := time.ParseDuration(site.Sync.PollInterval); err == nil && d > 0 {
-					poll = d
-				}
-			}
-		}
-		src = gitSource{src: gs, interval: poll}
-	}
-
-	trigger := make(chan struct{}, 1)
-	var err error
-	d, err = daemon.New(daemon.Config{Source: src, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
-		Invalid: &daemon.FileReporter{Write: report, Log: log},
-		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
-			tree.set(fsys)
-			if trackStatus != nil {
-				trackStatus(inv)
-			}
-		}})
+	mediaDir, cleanup, err := buildMediaDir(a.mediaDir)
 	if err != nil {
 		return err
 	}
-	ex.Sink = d.Sink(sink)
-	ex.Media = media
+	defer cleanup()
+	in, err := buildInventoryIO(ctx, a, env, loader, metrics, log)
+	if err != nil {
+		return err
+	}
+	cur := &currentRevision{}
+	media := &sitePublisher{log: log, site: cur.Site}
+	ex := buildExecutor(a, env, cur, media, metrics, log)
+	trigger := make(chan struct{}, 1)
+	d, err := buildDaemon(in, ex, cur, loader, metrics, trigger, log)
+	if err != nil {
+		return err
+	}
 	if a.onPass != nil {
 		d.OnPass(a.onPass)
 	}
-	media.site = func() *schema.Site {
-		if _, inv := d.Revision(); inv != nil {
-			return inv.Site
-		}
-		return nil
+	mux, err := buildHTTP(a, env, d, media, metrics, trigger, log)
+	if err != nil {
+		return err
 	}
-	driverOf := func(node string) string {
-		_, inv := d.Revision()
-		if inv == nil {
-			return ""
-		}
-		if n := inv.Node(node); n != nil {
-			if addr, err := schema.ParseBMCAddress(n.Spec.BMC.Address); err == nil {
-				return addr.Driver
-			}
-		}
-		return ""
-	}
-	ex.Observer = apply.Observers{apply.LogObserver{Logger: log}, daemon.NewExecutorObserver(metrics, driverOf)}
-
-	handlers := daemon.Handlers{Metrics: metrics, Ready: d.Ready, Media: media}
-	if a.webhookSecretEnv != "" {
-		secret := env.Getenv(a.webhookSecretEnv)
-		if secret == "" {
-			return fmt.Errorf("--webhook-secret-env %s: the variable is empty", a.webhookSecretEnv)
-		}
-		wh, err := newWebhook(secret, a.branch, trigger, metrics, log)
-		if err != nil {
-			return err
-		}
-		handlers.Webhook = wh
-	}
-	listen := a.listen
-	if listen == "" {
-		listen = "[::]:8080"
-		if firstSite != nil && len(firstSite.Spec.Listen) > 0 {
-			listen = firstSite.Spec.Listen[0]
-		}
-	}
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	// The status writer outlives the daemon's passes so that the last
-	// statuses are committed: it stops after the daemon returns.
-	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
-	if writer != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = writer.Run(writerCtx, 30*time.Second)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := daemon.Serve(runCtx, listen, handlers.Mux(), log, func(addr net.Addr) {
-			log.Info("listening", "addr", addr.String())
-			srv, err := mediaserver.New(mediaserver.Config{Dir: mediaDir, BaseURL: mediaserver.BaseURL("http", addr), Log: log})
-			if err != nil {
-				errs <- err
-				stop()
-				return
-			}
-			media.setServer(srv)
-			if started != nil {
-				started(served{daemon: d, addr: addr, writer: writer})
-			}
-		})
-		if err != nil {
-			errs <- err
-			stop()
-		}
-	}()
-	derr := d.Run(runCtx)
-	stop()
-	stopWriter()
-	wg.Wait()
-	close(errs)
-	var all []error
-	if derr != nil {
-		all = append(all, derr)
-	}
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
+	r := &running{d: d, writer: in.writer, listen: listenAddr(a, in.site), mux: mux, mediaDir: mediaDir, media: media}
+	return r.run(ctx, log, started)
 }
 
-// currentTree remembers the file system of the last valid revision, the
-// one being reconciled, so that ageFile credentials are read from the same
-// commit as the nodes.
-type currentTree struct {
+// currentRevision is the last valid revision the daemon loaded, the one
+// being reconciled: ageFile credentials are read from its files (the same
+// commit as the nodes), boot media use its site file, and metrics label
+// BMC calls by its nodes' drivers.
+type currentRevision struct {
 	mu   sync.Mutex
-	fsys fs.FS // guarded by mu
+	inv  *schema.Inventory // guarded by mu
+	fsys fs.FS             // guarded by mu
 }
 
-func (t *currentTree) set(fsys fs.FS) {
-	t.mu.Lock()
-	t.fsys = fsys
-	t.mu.Unlock()
+func (c *currentRevision) set(inv *schema.Inventory, fsys fs.FS) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inv, c.fsys = inv, fsys
 }
 
-func (t *currentTree) ReadFile(name string) ([]byte, error) {
-	t.mu.Lock()
-	fsys := t.fsys
-	t.mu.Unlock()
+func (c *currentRevision) get() (*schema.Inventory, fs.FS) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inv, c.fsys
+}
+
+// ReadFile reads a file of the revision.
+func (c *currentRevision) ReadFile(name string) ([]byte, error) {
+	_, fsys := c.get()
 	if fsys == nil {
 		return nil, fmt.Errorf("read %s: no revision loaded", name)
 	}
 	return fs.ReadFile(fsys, filepath.ToSlash(filepath.Clean(name)))
+}
+
+// Site is the revision's site file (nil before the first revision).
+func (c *currentRevision) Site() *schema.Site {
+	if inv, _ := c.get(); inv != nil {
+		return inv.Site
+	}
+	return nil
+}
+
+// Driver is the driver of node's BMC ("" when unknown).
+func (c *currentRevision) Driver(node string) string {
+	inv, _ := c.get()
+	if inv == nil {
+		return ""
+	}
+	if n := inv.Node(node); n != nil {
+		if addr, err := schema.ParseBMCAddress(n.Spec.BMC.Address); err == nil {
+			return addr.Driver
+		}
+	}
+	return ""
 }
 
 // sitePublisher renders and publishes boot media with the settings of the
@@ -483,93 +282,6 @@ func (p *sitePublisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	srv.Handler().ServeHTTP(w, r)
-}
-
-// gitSource follows a branch of a Git remote.
-type gitSource struct {
-	src      *gitsource.Source
-	interval time.Duration // poll interval
-}
-
-// Run implements daemon.Source.
-func (g gitSource) Run(ctx context.Context, trigger <-chan struct{}, onRevision func(context.Context, string, fs.FS)) error {
-	return g.src.Run(ctx, g.interval, trigger, onRevision)
-}
-
-// localDirSource follows a working directory (`serve --local`): fsnotify
-// triggers a re-read; a revision is the digest of the spec files, so the
-// status files the daemon writes into the same directory do not count.
-type localDirSource struct {
-	dir string
-	log *slog.Logger
-}
-
-func localSource(dir string, log *slog.Logger) daemon.Source {
-	return localDirSource{dir: dir, log: log}
-}
-
-func (l localDirSource) Run(ctx context.Context, trigger <-chan struct{}, on func(context.Context, string, fs.FS)) error {
-	w, err := localwatch.New(localwatch.Config{Dir: l.dir, Logger: l.log})
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = w.Run(wctx) }()
-	last := ""
-	deliver := func() {
-		fsys := os.DirFS(l.dir)
-		rev, err := specDigest(fsys)
-		if err != nil {
-			l.log.Warn("read local inventory", "dir", l.dir, "err", err)
-			return
-		}
-		if rev != last {
-			last = rev
-			on(ctx, rev, fsys)
-		}
-	}
-	deliver()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-w.C():
-			deliver()
-		case <-trigger:
-			deliver()
-		}
-	}
-}
-
-// specDigest names a local revision by the content of its spec files.
-func specDigest(fsys fs.FS) (string, error) {
-	h := sha256.New()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p != "." && (strings.HasPrefix(d.Name(), ".") || p == schema.DefaultStatusDir) {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".yml") {
-			return nil
-		}
-		b, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
-		h.Write(b)
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	return "local-" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
 // newWebhook returns the push-event receiver that triggers a fetch, with

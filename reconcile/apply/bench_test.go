@@ -1,14 +1,64 @@
 package apply
 
 import (
+	"context"
 	"fmt"
-	"metalsync.dev/metalsync/test/tools"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/test/tools"
 )
+
+// pushSink is a status sink shaped like the Git writer: writes are cheap,
+// Sync costs one push (latency), and Syncs waiting while a push is under
+// way share the next one (group commit).
+type pushSink struct {
+	MemorySink
+	latency time.Duration
+
+	mu      sync.Mutex
+	seq     uint64 // writes so far; guarded by mu
+	durable uint64 // writes pushed; guarded by mu
+	pushMu  sync.Mutex
+	pushes  int // guarded by pushMu
+}
+
+func (p *pushSink) WriteStatus(node string, st schema.NodeStatusBody) error {
+	p.mu.Lock()
+	p.seq++
+	p.mu.Unlock()
+	return p.MemorySink.WriteStatus(node, st)
+}
+
+func (p *pushSink) Sync(ctx context.Context) error {
+	p.mu.Lock()
+	target := p.seq
+	p.mu.Unlock()
+	p.pushMu.Lock()
+	defer p.pushMu.Unlock()
+	p.mu.Lock()
+	done, upTo := p.durable >= target, p.seq
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	t := time.NewTimer(p.latency)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	p.pushes++
+	p.mu.Lock()
+	p.durable = max(p.durable, upTo)
+	p.mu.Unlock()
+	return nil
+}
 
 // BenchmarkApply takes new nodes on fake BMCs to active (enroll, inspect,
 // clean, deploy: about 23 BMC calls and 5 power transitions each) with
@@ -16,7 +66,9 @@ import (
 // concurrent nodes and 2 calls per BMC. It reports the makespan against
 // the lower bound those limits set, and the peak of concurrent calls any
 // BMC saw. 64 nodes by default; METALSYNC_BENCH_APPLY_NODES=1000 for the
-// full figure (about 1.5 minutes).
+// full figure (about 1.5 minutes). METALSYNC_BENCH_PUSH=60ms makes status
+// durable through a Git-shaped sink whose every push takes that long
+// (write-ahead intents around each destructive step).
 func BenchmarkApply(b *testing.B) {
 	n := tools.BenchSize(b, "METALSYNC_BENCH_APPLY_NODES", 64)
 	const (
@@ -32,6 +84,15 @@ func BenchmarkApply(b *testing.B) {
 		r.agent.Latency = agentLatency
 		r.ex.Clock = RealClock{}
 		r.ex.Observer = nil
+		var ps *pushSink
+		if v := os.Getenv("METALSYNC_BENCH_PUSH"); v != "" {
+			lat, err := time.ParseDuration(v)
+			if err != nil {
+				b.Fatalf("METALSYNC_BENCH_PUSH: %v", err)
+			}
+			ps = &pushSink{latency: lat}
+			r.ex.Sink = ps
+		}
 		inv := &schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}}
 		hostOf := map[string]string{}
 		for i := range n {
@@ -79,5 +140,8 @@ func BenchmarkApply(b *testing.B) {
 		b.ReportMetric(makespan.Seconds()/bound.Seconds(), "makespan/bound")
 		b.ReportMetric(float64(peak), "peak-calls/BMC")
 		b.ReportMetric(float64(n), "nodes")
+		if ps != nil {
+			b.ReportMetric(float64(ps.pushes), "pushes")
+		}
 	}
 }

@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/repo/statussink"
 	"metalsync.dev/metalsync/schema"
 )
 
@@ -132,78 +131,10 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
-// DirSink writes status files (status/<node>.yaml) into a directory.
-type DirSink struct {
-	Dir string
-	// SubDir, when set, names the sub-directory of Dir for a node's status
-	// (mirroring its place under nodes/); nil keeps every file in Dir.
-	SubDir func(node string) string
-	// Was, when set, returns where the node's status file is now, relative
-	// to Dir ("" for none), so that a node whose place changed leaves no
-	// stale copy behind.
-	Was func(node string) string
-}
-
-func (d DirSink) path(node string) string {
-	if d.SubDir == nil {
-		return filepath.Join(d.Dir, node+".yaml")
-	}
-	return filepath.Join(d.Dir, filepath.FromSlash(d.SubDir(node)), node+".yaml")
-}
-
-// WriteStatus writes the node's status file atomically.
-func (d DirSink) WriteStatus(node string, st schema.NodeStatusBody) error {
-	b, err := schema.MarshalStatus(&schema.NodeStatus{Metadata: schema.Meta{Name: node}, Status: st})
-	if err != nil {
-		return err
-	}
-	target := d.path(node)
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(target), "."+node+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	if err := os.Rename(tmp.Name(), target); err != nil {
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	if d.Was != nil {
-		if was := d.Was(node); was != "" && filepath.Join(d.Dir, filepath.FromSlash(was)) != target {
-			if err := os.Remove(filepath.Join(d.Dir, filepath.FromSlash(was))); err != nil && !os.IsNotExist(err) {
-				return fmt.Errorf("status %s: remove old copy: %w", node, err)
-			}
-		}
-	}
-	return nil
-}
-
-// ForgetStatus removes the node's status file.
-func (d DirSink) ForgetStatus(node string) error {
-	p := d.path(node)
-	if d.Was != nil {
-		if was := d.Was(node); was != "" {
-			p = filepath.Join(d.Dir, filepath.FromSlash(was))
-		}
-	}
-	err := os.Remove(p)
-	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("status %s: %w", node, err)
-	}
-	return nil
-}
+// DirSink writes status files (status/<node>.yaml) into a directory, for
+// `metalsync apply`. It is statussink.Dir, which the daemon's local mode
+// shares; status I/O lives in repo/statussink.
+type DirSink = statussink.Dir
 
 // MemorySink keeps status in memory: for tests, the demo and the daemon's
 // pass-level batching.

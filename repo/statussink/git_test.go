@@ -1,4 +1,4 @@
-package daemon
+package statussink
 
 import (
 	"context"
@@ -25,10 +25,10 @@ func (r *recordingUpdater) UpdateAt(dir, node string, data []byte, _ string) err
 	return nil
 }
 
-// TestGitSinkMirrorsNodes: status goes to the sub-directory mirroring the
+// TestGitMirrorsNodes: status goes to the sub-directory mirroring the
 // node's file; a status found elsewhere (an older flat layout, or a node
 // that moved racks) is removed as the new one is written.
-func TestGitSinkMirrorsNodes(t *testing.T) {
+func TestGitMirrorsNodes(t *testing.T) {
 	files := inventorygen.Files(inventorygen.Options{Nodes: 2, Driver: "fake", Status: true})
 	fsys := fstest.MapFS{}
 	for p, b := range files {
@@ -43,7 +43,7 @@ func TestGitSinkMirrorsNodes(t *testing.T) {
 		t.Fatal(diags)
 	}
 	rec := &recordingUpdater{}
-	g := &GitSink{W: rec}
+	g := &Git{W: rec}
 	g.Track(inv)
 	for _, n := range []string{n0, n1} {
 		if err := g.WriteStatus(n, schema.NodeStatusBody{ProvisionState: "manageable"}); err != nil {

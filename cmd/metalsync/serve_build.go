@@ -1,0 +1,305 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"metalsync.dev/metalsync/credentials"
+	"metalsync.dev/metalsync/credentials/secret"
+	"metalsync.dev/metalsync/daemon"
+	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/render/mediaserver"
+	"metalsync.dev/metalsync/repo/gitsource"
+	"metalsync.dev/metalsync/repo/gitstatus"
+	"metalsync.dev/metalsync/repo/localdir"
+	"metalsync.dev/metalsync/repo/statussink"
+	"metalsync.dev/metalsync/schema"
+)
+
+// The builders of `metalsync serve`: each returns one part, built only from
+// parts that already exist.
+
+// buildMediaDir returns the directory for published boot media: --media-dir,
+// else a temporary directory that cleanup removes.
+func buildMediaDir(dir string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "metalsync-media-")
+	if err != nil {
+		return "", nil, fmt.Errorf("media directory: %w", err)
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// inventoryIO is where revisions come from and where status goes.
+type inventoryIO struct {
+	source daemon.Source
+	sink   apply.StatusSink
+	// track learns from every loaded revision where status files belong.
+	track func(*schema.Inventory)
+	// files takes the invalid-inventory report.
+	files  statussink.FileUpdater
+	writer *gitstatus.Writer // the Git status writer; nil for --local
+	site   *schema.Site      // the branch head's site file at start; nil for --local or an invalid head
+}
+
+func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loader, metrics *daemon.Metrics, log *slog.Logger) (inventoryIO, error) {
+	if a.local != "" {
+		return buildLocalIO(a.local, log), nil
+	}
+	return buildGitIO(ctx, a, env, loader, metrics, log)
+}
+
+// buildLocalIO follows a working directory and writes status into its
+// status/ directory, mirroring nodes/ as in Git; where a status file is now
+// is known from the revision last loaded (it re-reads status/).
+func buildLocalIO(dir string, log *slog.Logger) inventoryIO {
+	layout := &statussink.Layout{}
+	sink := statussink.Dir{Dir: filepath.Join(dir, schema.DefaultStatusDir), SubDir: layout.SubDir, Was: layout.Was}
+	return inventoryIO{source: localdir.Source{Dir: dir, Logger: log}, sink: sink, track: layout.Track, files: sink}
+}
+
+// buildGitIO follows a branch of a Git remote and commits status back
+// through a coalescing writer, as the site file of the branch head says.
+func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loader, metrics *daemon.Metrics, log *slog.Logger) (inventoryIO, error) {
+	gs, err := buildGitSource(a, env, log)
+	if err != nil {
+		return inventoryIO{}, err
+	}
+	site, err := headSite(ctx, gs, loader)
+	if err != nil {
+		return inventoryIO{}, err
+	}
+	spec := schema.SiteSpec{}
+	if site != nil {
+		spec = site.Spec
+	}
+	spec = spec.Defaults()
+	writer, err := buildStatusWriter(a, gs, spec, metrics, log)
+	if err != nil {
+		return inventoryIO{}, err
+	}
+	sink := &statussink.Git{W: writer}
+	return inventoryIO{
+		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec)},
+		sink:   sink, track: sink.Track, files: writer, writer: writer, site: site,
+	}, nil
+}
+
+func buildGitSource(a serveArgs, env *Env, log *slog.Logger) (*gitsource.Source, error) {
+	auth := gitsource.Auth{Username: a.gitUsername, SSHKeyFile: a.sshKey, KnownHostsFile: a.knownHosts}
+	if a.gitPasswordEnv != "" {
+		auth.Password = secret.Value(env.Getenv(a.gitPasswordEnv))
+	}
+	return gitsource.New(gitsource.Config{URL: a.repo, Branch: a.branch, Auth: auth, Dir: a.cacheDir, IgnoreDir: schema.DefaultStatusDir, Logger: log})
+}
+
+// headSite reads the site file of the branch head, which says where status
+// goes and who signs it, once before starting. It is nil when the head has
+// no valid site file.
+func headSite(ctx context.Context, gs *gitsource.Source, loader *schema.Loader) (*schema.Site, error) {
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	head, _, err := gs.Fetch(fctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("first fetch: %w", err)
+	}
+	fsys, err := gs.Tree(head)
+	if err != nil {
+		return nil, err
+	}
+	inv, _ := loader.Load(fsys)
+	if inv == nil {
+		return nil, nil
+	}
+	return inv.Site, nil
+}
+
+func buildStatusWriter(a serveArgs, gs *gitsource.Source, site schema.SiteSpec, metrics *daemon.Metrics, log *slog.Logger) (*gitstatus.Writer, error) {
+	c, err := gitstatus.New(gitstatus.Config{Source: gs, Branch: site.Status.Branch, Dir: site.Status.Directory, Author: statusAuthor(a, site), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return gitstatus.NewWriter(c, gitstatus.WriterConfig{Interval: a.statusInterval, OnFlush: flushReporter(metrics, log)}), nil
+}
+
+// statusAuthor signs status commits: the flags, else the site's git
+// settings, else metalsync.
+func statusAuthor(a serveArgs, site schema.SiteSpec) gitstatus.Identity {
+	author := gitstatus.Identity{Name: "metalsync", Email: "metalsync@localhost"}
+	if site.Git != nil {
+		author.Name = cmp.Or(site.Git.AuthorName, author.Name)
+		author.Email = cmp.Or(site.Git.AuthorEmail, author.Email)
+	}
+	author.Name = cmp.Or(a.authorName, author.Name)
+	author.Email = cmp.Or(a.authorEmail, author.Email)
+	return author
+}
+
+// pollInterval is --poll, else the site's sync.pollInterval, else 30s.
+func pollInterval(flag time.Duration, site schema.SiteSpec) time.Duration {
+	if flag != 0 {
+		return flag
+	}
+	if site.Sync != nil {
+		if d, err := time.ParseDuration(site.Sync.PollInterval); err == nil && d > 0 {
+			return d
+		}
+	}
+	return 30 * time.Second
+}
+
+// flushReporter logs and counts the status writer's commits.
+func flushReporter(metrics *daemon.Metrics, log *slog.Logger) func(gitstatus.Result, error) {
+	return func(r gitstatus.Result, err error) {
+		if err != nil {
+			log.Warn("status commit failed; will retry", "err", err)
+			return
+		}
+		if r.Commit != "" {
+			metrics.StatusCommits.Inc()
+			log.Info("status committed", "commit", r.Commit[:12], "nodes", len(r.Changed), "retries", r.Retries)
+		}
+		metrics.PushRetries.Add(float64(r.Retries))
+	}
+}
+
+// buildExecutor returns the executor without its status sink, which goes
+// through the daemon (see buildDaemon).
+func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Media, metrics *daemon.Metrics, log *slog.Logger) *apply.Executor {
+	agent := &apply.SimulatedAgent{}
+	return &apply.Executor{
+		Registry: defaultRegistry(),
+		Credentials: credentials.Resolver{Getenv: env.Getenv, RepoDir: a.local, ReadFile: func(name string) ([]byte, error) {
+			if filepath.IsAbs(name) || a.local != "" {
+				return os.ReadFile(name)
+			}
+			return cur.ReadFile(name) // an ageFile of the revision being reconciled
+		}},
+		AgentFor: func(driver string) apply.Agent {
+			if a.simulateAgent || driver == "fake" {
+				return agent
+			}
+			return nil
+		},
+		Media:    media,
+		Observer: apply.Observers{apply.LogObserver{Logger: log}, daemon.NewExecutorObserver(metrics, cur.Driver)},
+	}
+}
+
+// buildDaemon returns the daemon following in's source, and completes ex
+// with the status sink: in's, wrapped by the daemon so that its observed
+// state follows every write.
+func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loader *schema.Loader, metrics *daemon.Metrics, trigger <-chan struct{}, log *slog.Logger) (*daemon.Daemon, error) {
+	d, err := daemon.New(daemon.Config{Source: in.source, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
+		Invalid: &statussink.InvalidReport{Files: in.files, Log: log},
+		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
+			cur.set(inv, fsys)
+			in.track(inv)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	ex.Sink = d.Sink(in.sink)
+	return d, nil
+}
+
+// buildHTTP returns the handler of the daemon's one listener: metrics,
+// health, boot media and, with --webhook-secret-env, the webhook.
+func buildHTTP(a serveArgs, env *Env, d *daemon.Daemon, media http.Handler, metrics *daemon.Metrics, trigger chan struct{}, log *slog.Logger) (http.Handler, error) {
+	handlers := daemon.Handlers{Metrics: metrics, Ready: d.Ready, Media: media}
+	if a.webhookSecretEnv != "" {
+		key := env.Getenv(a.webhookSecretEnv)
+		if key == "" {
+			return nil, fmt.Errorf("--webhook-secret-env %s: the variable is empty", a.webhookSecretEnv)
+		}
+		wh, err := newWebhook(key, a.branch, trigger, metrics, log)
+		if err != nil {
+			return nil, err
+		}
+		handlers.Webhook = wh
+	}
+	return handlers.Mux(), nil
+}
+
+// listenAddr is --listen, else the site's first listen address, else
+// [::]:8080.
+func listenAddr(a serveArgs, site *schema.Site) string {
+	if a.listen != "" {
+		return a.listen
+	}
+	if site != nil && len(site.Spec.Listen) > 0 {
+		return site.Spec.Listen[0]
+	}
+	return "[::]:8080"
+}
+
+// running is a wired daemon with its listener and status writer.
+type running struct {
+	d        *daemon.Daemon
+	writer   *gitstatus.Writer // nil for --local
+	listen   string
+	mux      http.Handler
+	mediaDir string
+	media    *sitePublisher
+}
+
+// run serves until ctx ends or a part fails, then stops every part: the
+// status writer last, so that the final statuses are committed.
+func (r *running) run(ctx context.Context, log *slog.Logger, started func(served)) error {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriter()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	fail := func(err error) {
+		errs <- err
+		stop()
+	}
+	if r.writer != nil {
+		wg.Go(func() { _ = r.writer.Run(writerCtx, 30*time.Second) })
+	}
+	wg.Go(func() {
+		if err := r.serveHTTP(runCtx, fail, log, started); err != nil {
+			fail(err)
+		}
+	})
+	all := []error{r.d.Run(runCtx)}
+	stop()
+	stopWriter()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// serveHTTP serves the listener; once it is up, the media server learns
+// its address and started is told.
+func (r *running) serveHTTP(ctx context.Context, fail func(error), log *slog.Logger, started func(served)) error {
+	return daemon.Serve(ctx, r.listen, r.mux, log, func(addr net.Addr) {
+		log.Info("listening", "addr", addr.String())
+		srv, err := mediaserver.New(mediaserver.Config{Dir: r.mediaDir, BaseURL: mediaserver.BaseURL("http", addr), Log: log})
+		if err != nil {
+			fail(err)
+			return
+		}
+		r.media.setServer(srv)
+		if started != nil {
+			started(served{daemon: r.d, addr: addr, writer: r.writer})
+		}
+	})
+}
