@@ -18,6 +18,7 @@ import (
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/render/mediaserver"
 	"metalsync.dev/metalsync/repo/gitstatus"
+	"metalsync.dev/metalsync/repo/lease"
 	"metalsync.dev/metalsync/repo/webhook"
 	"metalsync.dev/metalsync/schema"
 )
@@ -43,6 +44,8 @@ type serveArgs struct {
 	onPass      func(apply.Report)
 	authorName  string
 	authorEmail string
+	// lockTimeout waits that long for the fleet's lease (a standby daemon).
+	lockTimeout time.Duration
 }
 
 func parseServe(args []string, env *Env) (serveArgs, int) {
@@ -66,6 +69,7 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "run in-band steps with the simulated deploy agent (for simulated fleets only)")
 	fs.StringVar(&a.authorName, "author-name", "", "status commit author (default: the site's git.authorName, else metalsync)")
 	fs.StringVar(&a.authorEmail, "author-email", "", "status commit e-mail (default: the site's git.authorEmail)")
+	fs.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for the fleet's lease held by another run (0: refuse at once)")
 	fs.Usage = func() {
 		fmt.Fprintln(env.Err, "usage: metalsync serve --repo URL [--branch main] [flags]\n       metalsync serve --local DIR [flags]\n\nFollows the inventory, reconciles every valid revision against the BMCs and\ncommits observed status back. Serves /metrics, /healthz, /readyz, /webhook\nand boot media on one listener.")
 		fs.PrintDefaults()
@@ -158,7 +162,21 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 	if err != nil {
 		return err
 	}
-	r := &running{d: d, writer: in.writer, listen: listenAddr(a, in.site), mux: mux, mediaDir: mediaDir, media: media}
+	r := &running{d: d, writer: in.writer, listen: listenAddr(a, in.site), mux: mux, mediaDir: mediaDir, media: media,
+		closeBMCs: ex.Registry.Close}
+	// Nothing acts on the fleet before the lease is ours; losing it (a
+	// person ran unlock) stops the daemon.
+	ctx, lost := context.WithCancelCause(ctx)
+	defer lost(nil)
+	r.release, err = holdLease(ctx, in.lease, lease.Request{
+		Holder: lease.Holder("serve", ""), Operation: "serve", TTL: 2 * time.Minute, Wait: a.lockTimeout,
+	}, in.unlock, func(err error) {
+		log.Error("fleet lease lost; stopping", "err", err)
+		lost(err)
+	})
+	if err != nil {
+		return err
+	}
 	return r.run(ctx, log, started)
 }
 

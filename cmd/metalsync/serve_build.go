@@ -21,6 +21,7 @@ import (
 	"metalsync.dev/metalsync/render/mediaserver"
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitstatus"
+	"metalsync.dev/metalsync/repo/lease"
 	"metalsync.dev/metalsync/repo/localdir"
 	"metalsync.dev/metalsync/repo/statussink"
 	"metalsync.dev/metalsync/schema"
@@ -52,11 +53,21 @@ type inventoryIO struct {
 	files  statussink.FileUpdater
 	writer *gitstatus.Writer // the Git status writer; nil for --local
 	site   *schema.Site      // the branch head's site file at start; nil for --local or an invalid head
+	// lease is the fleet's lease (in the remote, or beside a local
+	// directory); unlock the command that breaks it.
+	lease  *lease.Lease
+	unlock string
 }
 
 func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loader, metrics *daemon.Metrics, log *slog.Logger) (inventoryIO, error) {
 	if a.local != "" {
-		return buildLocalIO(a.local, log), nil
+		in := buildLocalIO(a.local, log)
+		l, err := leaseOfDir(ctx, a.local, a.auth(env))
+		if err != nil {
+			return inventoryIO{}, err
+		}
+		in.lease, in.unlock = l, unlockCommand(a.local)
+		return in, nil
 	}
 	return buildGitIO(ctx, a, env, loader, metrics, log)
 }
@@ -94,15 +105,21 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 	return inventoryIO{
 		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec)},
 		sink:   sink, track: sink.Track, files: writer, writer: writer, site: site,
+		lease: lease.ForRemote(gs), unlock: "metalsync unlock --repo " + a.repo,
 	}, nil
 }
 
 func buildGitSource(a serveArgs, env *Env, log *slog.Logger) (*gitsource.Source, error) {
+	return gitsource.New(gitsource.Config{URL: a.repo, Branch: a.branch, Auth: a.auth(env), Dir: a.cacheDir, IgnoreDir: schema.DefaultStatusDir, Logger: log})
+}
+
+// auth is the credentials for the inventory's remote.
+func (a serveArgs) auth(env *Env) gitsource.Auth {
 	auth := gitsource.Auth{Username: a.gitUsername, SSHKeyFile: a.sshKey, KnownHostsFile: a.knownHosts}
 	if a.gitPasswordEnv != "" {
 		auth.Password = secret.Value(env.Getenv(a.gitPasswordEnv))
 	}
-	return gitsource.New(gitsource.Config{URL: a.repo, Branch: a.branch, Auth: auth, Dir: a.cacheDir, IgnoreDir: schema.DefaultStatusDir, Logger: log})
+	return auth
 }
 
 // headSite reads the site file of the branch head, which says where status
@@ -253,6 +270,10 @@ type running struct {
 	mux      http.Handler
 	mediaDir string
 	media    *sitePublisher
+	// release gives the fleet's lease back; closeBMCs logs out of every
+	// kept BMC session.
+	release   func() error
+	closeBMCs func(context.Context) error
 }
 
 // run serves until ctx ends or a part fails, then stops every part: the
@@ -280,6 +301,19 @@ func (r *running) run(ctx context.Context, log *slog.Logger, started func(served
 	stop()
 	stopWriter()
 	wg.Wait()
+	// The lease is held until the last status commit is pushed.
+	if r.release != nil {
+		if err := r.release(); err != nil {
+			log.Warn("release the fleet lease", "err", err)
+		}
+	}
+	if r.closeBMCs != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := r.closeBMCs(cctx); err != nil {
+			log.Warn("close BMC sessions", "err", err)
+		}
+		cancel()
+	}
 	close(errs)
 	for err := range errs {
 		all = append(all, err)
