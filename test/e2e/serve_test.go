@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/hmac"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -453,4 +454,42 @@ func TestServeFleetWithFaults(t *testing.T) {
 		return true
 	})
 	checkVolumesCreatedOnce(t, f)
+}
+
+// TestApplyRefusedWhileServing: an operator's `apply` in a clone of the
+// inventory the daemon follows is refused, naming the daemon as the
+// lease holder, and changes no hardware.
+func TestApplyRefusedWhileServing(t *testing.T) {
+	f := newFleet(t, 2, 50*time.Millisecond)
+	srv := gittest.Daemon(t)
+	bare := gittest.Seed(t, srv.Base, "inv.git", f.inventory())
+	startDaemon(t, srv.URL("inv.git"), freePort(t))
+	waitFor(t, "every node's status on the remote", func() bool { return converged(f, bare) })
+
+	work := gittest.Clone(t, srv.URL("inv.git"))
+	node := f.ids[0]
+	p := filepath.Join(work, "nodes/rack0000", node+".yaml")
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, bytes.Replace(b, []byte(`power: "on"`), []byte(`power: "off"`), 1), 0o644)
+	before := len(f.sim.Requests())
+	cmd := exec.Command(binary, "apply", "--auto-approve", "--simulate-agent", work)
+	cmd.Env = append(os.Environ(), "BMC_USERNAME="+bmcUser, "BMC_PASSWORD="+bmcPass)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("apply while serving: %v; want exit 1\n%s", err, out)
+	}
+	for _, want := range []string{"the fleet is leased by metalsync serve", "refs/metalsync/lease", "metalsync unlock"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("apply's refusal does not say %q:\n%s", want, out)
+		}
+	}
+	for _, r := range f.sim.Requests()[before:] {
+		if r.Method != http.MethodGet {
+			t.Errorf("a refused apply sent %s %s", r.Method, r.Path)
+		}
+	}
+	if st, _ := f.sim.System(node); st.PowerState != "On" {
+		t.Errorf("%s powered %s by a refused apply", node, st.PowerState)
+	}
 }
