@@ -17,6 +17,7 @@ import (
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/render/mediaserver"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/util/clock"
 )
 
 // applyArgs are the flags of `metalsync apply`.
@@ -118,7 +119,7 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 	ex := run.ex
 	ex.Sink = apply.DirSink{Dir: filepath.Join(a.dir, statusDir), SubDir: run.inv.StatusSubDir, Was: run.inv.StatusPath}
 	ex.Observer = &progressView{w: env.Err, start: time.Now()}
-	ex.Clock = apply.RealClock{}
+	ex.Clock = clock.Real{}
 	if a.mediaListen != "" {
 		stop, err := serveMedia(ctx, a, run.inv, ex, env)
 		if err != nil {

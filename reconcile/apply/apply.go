@@ -23,6 +23,8 @@ import (
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/util/backoff"
+	"metalsync.dev/metalsync/util/clock"
 )
 
 // CredentialSource resolves a node's credentialsRef.
@@ -48,8 +50,13 @@ type Executor struct {
 	// (os.ReadFile when nil).
 	ReadFile func(name string) ([]byte, error)
 	Observer Observer
-	Clock    Clock
-	Backoff  Backoff
+	// Clock is the wall clock when nil.
+	Clock clock.Clock
+	// Backoff spaces out the tries of a step (1s doubling up to 30s when Base
+	// is zero); Attempts bounds them, the first included (DefaultAttempts
+	// when not positive).
+	Backoff  backoff.Policy
+	Attempts int
 	// Concurrency, PerBMC and FaultThreshold override the site settings
 	// when positive.
 	Concurrency, PerBMC, FaultThreshold int
@@ -156,18 +163,22 @@ func (e *Executor) Capabilities() reconcile.Capabilities {
 	}}
 }
 
-func (e *Executor) clock() Clock {
-	if e.Clock == nil {
-		return RealClock{}
-	}
-	return e.Clock
-}
+func (e *Executor) clock() clock.Clock { return clock.Or(e.Clock) }
 
-func (e *Executor) backoff() Backoff {
-	if e.Backoff.Attempts <= 0 {
-		return DefaultBackoff
+// DefaultAttempts is how many times a step is tried by default.
+const DefaultAttempts = 5
+
+// retry returns the backoff and the number of tries of a step. The
+// default backoff suits BMCs: 1s, 2s, 4s … capped at 30s.
+func (e *Executor) retry() (backoff.Policy, int) {
+	b, n := e.Backoff, e.Attempts
+	if b.Base <= 0 {
+		b = backoff.Policy{Base: time.Second, Max: 30 * time.Second}
 	}
-	return e.Backoff
+	if n <= 0 {
+		n = DefaultAttempts
+	}
+	return b, n
 }
 
 func (e *Executor) emit(ev Event) {

@@ -359,29 +359,6 @@ func TestRefreshReadOnly(t *testing.T) {
 	}
 }
 
-func TestBackoffDelay(t *testing.T) {
-	b := Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 5}
-	tests := []struct {
-		attempt int
-		rnd     float64
-		want    time.Duration
-	}{
-		{0, 0, 500 * time.Millisecond},
-		{0, 0.5, 750 * time.Millisecond},
-		{1, 0, time.Second},
-		{2, 0.5, 3 * time.Second},
-		{3, 1, 8 * time.Second},
-		{4, 0, 5 * time.Second}, // capped at 10s before jitter
-		{40, 1, 10 * time.Second},
-	}
-	for _, tt := range tests {
-		got := b.Delay(tt.attempt, tt.rnd).Round(time.Microsecond)
-		if got != tt.want {
-			t.Errorf("Delay(%d, %v) = %v, want %v", tt.attempt, tt.rnd, got, tt.want)
-		}
-	}
-}
-
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		err  error

@@ -8,6 +8,7 @@ import (
 
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/util/clock"
 )
 
 // BenchmarkApply takes new nodes on fake BMCs to active (enroll, inspect,
@@ -30,7 +31,7 @@ func BenchmarkApply(b *testing.B) {
 	for b.Loop() {
 		r := newRig(b)
 		r.agent.Latency = agentLatency
-		r.ex.Clock = RealClock{}
+		r.ex.Clock = clock.Real{}
 		r.ex.Observer = nil
 		inv := &schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}}
 		hostOf := map[string]string{}

@@ -15,6 +15,7 @@ import (
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/util/backoff"
 )
 
 const testPassword = "fake-pass-Xy9"
@@ -107,7 +108,8 @@ func newRig(t testing.TB) *rig {
 		Sink:          sink,
 		Observer:      rec,
 		Clock:         newClock(),
-		Backoff:       Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 4},
+		Backoff:       backoff.Policy{Base: time.Second, Max: 10 * time.Second},
+		Attempts:      4,
 	}
 	return &rig{fleet: f, agent: agent, sink: sink, rec: rec, ex: ex}
 }

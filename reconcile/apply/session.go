@@ -205,7 +205,7 @@ func (s *session) runStep(ctx context.Context, op plan.Operation, step plan.Step
 	e := s.e
 	stepCtx, cancel := context.WithTimeout(ctx, time.Duration(step.Timeout))
 	defer cancel()
-	b := e.backoff()
+	b, attempts := e.retry()
 	for attempt := 0; ; attempt++ {
 		err := s.do(stepCtx, step)
 		if err == nil {
@@ -229,10 +229,10 @@ func (s *session) runStep(ctx context.Context, op plan.Operation, step plan.Step
 			errors.As(err, &w)
 			wait = w.After
 		case Transient:
-			if attempt+1 >= b.Attempts {
+			if attempt+1 >= attempts {
 				return fmt.Errorf("%s: %d attempts: %w", step.Name(), attempt+1, err)
 			}
-			wait = b.Delay(attempt, jitter())
+			wait = b.Jittered(attempt)
 		}
 		ev.Kind, ev.Attempt, ev.Err = StepRetry, attempt, err
 		e.emit(ev)

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path"
 	"sort"
 	"strings"
@@ -29,6 +28,8 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 
 	"metalsync.dev/metalsync/repo/gitsource"
+	"metalsync.dev/metalsync/util/backoff"
+	"metalsync.dev/metalsync/util/clock"
 )
 
 // Identity is the bot's author and committer.
@@ -55,8 +56,9 @@ type Config struct {
 	// MaxAttempts bounds pushes per commit when the remote keeps moving
 	// (default 10).
 	MaxAttempts int
-	// Now gives commit times; time.Now when nil.
-	Now func() time.Time
+	// Clock gives commit times and waits between pushes; the wall clock
+	// when nil.
+	Clock clock.Clock
 	// Logger receives retries; nil discards.
 	Logger *slog.Logger
 }
@@ -116,7 +118,7 @@ type Committer struct {
 	topDir      string   // first element of dir, ignored by the spec hash
 	author      Identity
 	maxAttempts int
-	now         func() time.Time
+	clock       clock.Clock
 	log         *slog.Logger
 
 	commits, unchanged, retries, failures atomic.Uint64
@@ -138,7 +140,7 @@ func New(cfg Config) (*Committer, error) {
 		branch:      cfg.Branch,
 		author:      cfg.Author,
 		maxAttempts: cfg.MaxAttempts,
-		now:         cfg.Now,
+		clock:       clock.Or(cfg.Clock),
 		log:         cfg.Logger,
 	}
 	if c.branch == "" || c.branch == cfg.Source.Branch() {
@@ -156,9 +158,6 @@ func New(cfg Config) (*Committer, error) {
 	}
 	if c.maxAttempts <= 0 {
 		c.maxAttempts = 10
-	}
-	if c.now == nil {
-		c.now = time.Now
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -291,26 +290,14 @@ func (c *Committer) commitLocked(ctx context.Context, changes []Change) (Result,
 		}
 		res.Retries++
 		c.retries.Add(1)
-		wait := backoff(attempt)
+		// 20ms doubling per attempt up to 1s, jittered so that racing
+		// writers spread out.
+		wait := backoff.Policy{Base: 20 * time.Millisecond, Max: time.Second}.Jittered(attempt - 1)
 		c.log.Debug("status push raced, rebuilding", "branch", c.branch, "attempt", attempt, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return res, ctx.Err()
-		case <-t.C:
+		if err := c.clock.Sleep(ctx, wait); err != nil {
+			return res, err
 		}
 	}
-}
-
-// backoff is 20ms doubling per attempt, capped at 1s, with jitter over its
-// upper half so that racing writers spread out.
-func backoff(attempt int) time.Duration {
-	d := 20 * time.Millisecond << min(attempt-1, 6)
-	if d > time.Second {
-		d = time.Second
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // normalise checks node names and keeps the last change per node, sorted.
@@ -443,7 +430,7 @@ func (c *Committer) build(st storage.Storer, base plumbing.Hash, changes []Chang
 		}
 		b.objects = append(b.objects, newRoot)
 	}
-	when := c.now()
+	when := c.clock.Now()
 	sig := object.Signature{Name: c.author.Name, Email: c.author.Email, When: when}
 	commit := &object.Commit{
 		Author:    sig,
