@@ -168,8 +168,8 @@ func (d DirSink) ForgetStatus(node string) error {
 	return nil
 }
 
-// MemorySink keeps status in memory: for tests, the demo and the daemon's
-// pass-level batching.
+// MemorySink keeps status in memory, for tests (this package's and the
+// daemon's); nothing outside tests writes status through it.
 type MemorySink struct {
 	mu     sync.Mutex
 	status map[string]schema.NodeStatusBody // guarded by mu
@@ -254,9 +254,6 @@ type Event struct {
 	StepName    string
 	Attempt     int
 	Err         error
-	// Status is the node's status after a StatusWritten event, for
-	// observers that batch status (the Git writer).
-	Status *schema.NodeStatusBody
 	// Result is set on NodeFinished.
 	Result *NodeResult
 }

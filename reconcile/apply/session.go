@@ -282,11 +282,10 @@ func (s *session) write() error {
 	if s.node != nil && s.node.Spec.Retired != nil {
 		s.st.Retired = s.node.Spec.Retired.Reason
 	}
-	snap := cloneStatus(s.st)
-	if err := s.e.Sink.WriteStatus(s.name, snap); err != nil {
+	if err := s.e.Sink.WriteStatus(s.name, cloneStatus(s.st)); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
-	s.e.emit(Event{Kind: StatusWritten, Node: s.name, Status: &snap})
+	s.e.emit(Event{Kind: StatusWritten, Node: s.name})
 	return nil
 }
 
