@@ -13,6 +13,7 @@ import (
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
 	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/sim/agentsim"
 	"metalsync.dev/metalsync/test/inventorygen"
 )
 
@@ -54,7 +55,7 @@ func newRig(t *testing.T) *rig {
 	fleet := fake.NewFleet()
 	fleet.AutoCreate = true
 	sink := &apply.MemorySink{}
-	agent := &apply.SimulatedAgent{}
+	agent := &agentsim.Agent{}
 	env := map[string]string{"BMC_USERNAME": "admin", "BMC_PASSWORD": "pw-Secret-123"}
 	ex := &apply.Executor{
 		Registry:      drivers.Registry{"fake": fleet.Entry()},

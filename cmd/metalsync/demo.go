@@ -25,6 +25,7 @@ import (
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 	"metalsync.dev/metalsync/sim/ipmisim"
 	"metalsync.dev/metalsync/sim/redfishsim"
 )
@@ -162,7 +163,7 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 		return env.Getenv(k)
 	}
 	// The plan the daemon starts from, shown before it acts.
-	p := reconcile.Plan(inv, reconcile.Observed{}, (&apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &apply.SimulatedAgent{} }}).Capabilities(), time.Now())
+	p := reconcile.Plan(inv, reconcile.Observed{}, (&apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &agentsim.Agent{} }}).Capabilities(), time.Now())
 	say(env, "\n== Plan of the first commit\n")
 	var pb bytes.Buffer
 	writeTextPlan(&pb, p)

@@ -28,6 +28,7 @@ import (
 	"metalsync.dev/metalsync/repo/localwatch"
 	"metalsync.dev/metalsync/repo/webhook"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 )
 
 // serveArgs are the flags of `metalsync serve`.
@@ -141,7 +142,7 @@ type served struct {
 // the listener is up.
 func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started func(served)) error {
 	metrics := daemon.NewMetrics()
-	agent := &apply.SimulatedAgent{}
+	agent := &agentsim.Agent{}
 	tree := &currentTree{}
 	ex := &apply.Executor{
 		Registry: defaultRegistry(),

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,7 @@ func (r *recorder) count(k EventKind) int {
 // rig is an executor over a fake fleet with a simulated agent.
 type rig struct {
 	fleet *fake.Fleet
-	agent *SimulatedAgent
+	agent *recordingAgent
 	sink  *MemorySink
 	rec   *recorder
 	ex    *Executor
@@ -91,7 +92,7 @@ type rig struct {
 func newRig(t testing.TB) *rig {
 	f := fake.NewFleet()
 	f.AutoCreate = true
-	agent := &SimulatedAgent{}
+	agent := &recordingAgent{}
 	sink := &MemorySink{}
 	rec := &recorder{}
 	env := map[string]string{"BMC_USER": "admin", "BMC_PASS": testPassword}
@@ -155,4 +156,50 @@ func names(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%03d", prefix, i)
 	}
 	return out
+}
+
+// recordingAgent succeeds at every in-band step and records it per node,
+// so tests can count destructive steps. (sim/agentsim is the simulator the
+// CLI uses; it imports this package, so these tests cannot.)
+type recordingAgent struct {
+	Latency time.Duration // how long each step takes
+
+	mu  sync.Mutex
+	ran map[string][]string // node -> steps run; guarded by mu
+}
+
+func (a *recordingAgent) RunStep(ctx context.Context, node string, step plan.Step) (AgentResult, error) {
+	if step.Agent == nil {
+		return AgentResult{}, fmt.Errorf("recording agent: step %s is not an agent step", step.Name())
+	}
+	if a.Latency > 0 {
+		t := time.NewTimer(a.Latency)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return AgentResult{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return AgentResult{}, err
+	}
+	a.mu.Lock()
+	if a.ran == nil {
+		a.ran = map[string][]string{}
+	}
+	a.ran[node] = append(a.ran[node], step.Agent.Interface+"."+step.Agent.Step)
+	a.mu.Unlock()
+	res := AgentResult{Simulated: true}
+	if step.Agent.Interface == "inspect" {
+		res.Inventory = map[string]any{"simulated": true, "cpus": 2, "memoryMiB": 262144,
+			"disks": []any{map[string]any{"id": "disk0", "sizeBytes": 960197124096}}}
+	}
+	return res, nil
+}
+
+func (a *recordingAgent) Ran(node string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.ran[node])
 }

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -28,55 +27,6 @@ type AgentResult struct {
 	Simulated bool
 	// Inventory is the hardware an inspection found.
 	Inventory map[string]any
-}
-
-// SimulatedAgent stands in for the deploy agent on simulated BMCs (fake://
-// nodes, the demo). It does nothing to any disk; it records what it was
-// asked to do, per node, so tests can count destructive steps.
-type SimulatedAgent struct {
-	// Latency is how long each step takes.
-	Latency time.Duration
-
-	mu  sync.Mutex
-	ran map[string][]string // node -> steps run; guarded by mu
-}
-
-// RunStep simulates an in-band step.
-func (a *SimulatedAgent) RunStep(ctx context.Context, node string, step plan.Step) (AgentResult, error) {
-	if step.Agent == nil {
-		return AgentResult{}, fmt.Errorf("simulated agent: step %s is not an agent step", step.Name())
-	}
-	if a.Latency > 0 {
-		t := time.NewTimer(a.Latency)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return AgentResult{}, ctx.Err()
-		case <-t.C:
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return AgentResult{}, err
-	}
-	a.mu.Lock()
-	if a.ran == nil {
-		a.ran = map[string][]string{}
-	}
-	a.ran[node] = append(a.ran[node], step.Agent.Interface+"."+step.Agent.Step)
-	a.mu.Unlock()
-	res := AgentResult{Simulated: true}
-	if step.Agent.Interface == "inspect" {
-		res.Inventory = map[string]any{"simulated": true, "cpus": 2, "memoryMiB": 262144,
-			"disks": []any{map[string]any{"id": "disk0", "sizeBytes": 960197124096}}}
-	}
-	return res, nil
-}
-
-// Ran returns the steps run on node, in order.
-func (a *SimulatedAgent) Ran(node string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.ran[node])
 }
 
 // Media publishes per-node boot media (the agent image plus the node's
