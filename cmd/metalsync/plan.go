@@ -210,11 +210,11 @@ func powerChange(n plan.NodePlan) string {
 	return "power " + orDash(n.PowerFrom) + " -> " + orDash(n.PowerTo)
 }
 
-func orDash(s string) string {
+func orDash[S ~string](s S) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return string(s)
 }
 
 func stateChange(n plan.NodePlan) string {

@@ -110,8 +110,8 @@ func (o Outcome) String() string {
 // NodeResult is the result of one node.
 type NodeResult struct {
 	Node     string
-	From, To string // planned provision states
-	Reached  string // provision state at the end
+	From, To plan.State // planned provision states
+	Reached  plan.State // provision state at the end
 	Outcome  Outcome
 	Duration time.Duration
 	Err      error

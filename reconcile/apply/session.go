@@ -46,7 +46,7 @@ func (s *session) run(ctx context.Context) NodeResult {
 	res := NodeResult{Node: s.name, From: s.np.From, To: s.np.To}
 	finish := func(o Outcome, err error) NodeResult {
 		res.Outcome, res.Err = o, err
-		res.Reached = s.st.ProvisionState
+		res.Reached = plan.State(s.st.ProvisionState)
 		res.Duration = e.clock().Now().Sub(start)
 		e.emit(Event{Kind: NodeFinished, Node: s.name, Err: err, Result: &res})
 		return res
@@ -105,13 +105,13 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 		s.st.Operation = &schema.Operation{Kind: op.Kind.String(), Started: stamp(e.clock().Now())}
 	}
 	s.st.Operation.Steps = names
-	s.st.Target = op.To
+	s.st.Target = string(op.To)
 	for i := op.Resume; i < len(op.Steps); i++ {
 		step := op.Steps[i]
 		if err := ctx.Err(); err != nil {
 			return Canceled, err
 		}
-		s.st.ProvisionState = step.State
+		s.st.ProvisionState = string(step.State)
 		s.st.Operation.Step = i
 		if err := s.write(); err != nil {
 			return Failed, err
@@ -156,7 +156,7 @@ func (s *session) failed(ctx context.Context, step plan.Step, err error) (Outcom
 	case Classify(err) == Stalled:
 		// Like Ironic: the operation ends in its failed state and a
 		// person (or a new plan) takes it from there.
-		if fs, ok := reconcile.FailedState(reconcile.State(step.State)); ok {
+		if fs, ok := reconcile.FailedState(step.State); ok {
 			s.st.ProvisionState = string(fs)
 		}
 		s.st.Operation = nil
@@ -172,7 +172,7 @@ func (s *session) failed(ctx context.Context, step plan.Step, err error) (Outcom
 // finishOp records the end of an operation.
 func (s *session) finishOp(op plan.Operation) {
 	now := stamp(s.e.clock().Now())
-	s.st.ProvisionState = op.To
+	s.st.ProvisionState = string(op.To)
 	s.st.Target = ""
 	s.st.Operation = nil
 	s.st.LastError = ""

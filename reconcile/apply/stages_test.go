@@ -71,7 +71,7 @@ func TestStepTimeoutCountsTowardsFault(t *testing.T) {
 	r.fleet.Add("n").SetLatency(time.Second, 0) // far beyond the step timeout
 	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", nil)}}
 	op := plan.Operation{Kind: plan.KindPower, Reason: plan.ReasonPowerDrift, From: "manageable", To: "manageable", Steps: []plan.Step{
-		{Action: plan.ActionPower, State: "manageable", Timeout: plan.Duration(10 * time.Millisecond), Power: &plan.Power{Action: plan.PowerOn}},
+		{Action: plan.ActionPower, State: "manageable", Timeout: plan.Duration(10 * time.Millisecond), Power: &plan.Power{Action: plan.PowerActionOn}},
 	}}
 	// One pass with one timed-out attempt per step (the timeout bounds
 	// the step, retries included); three passes reach the threshold.
