@@ -29,11 +29,7 @@ type Capabilities struct {
 // nodes are not affected. InventoryCommit is left for the caller, who
 // knows where the inventory came from.
 func Plan(desired *schema.Inventory, observed Observed, caps Capabilities, now time.Time) plan.Plan {
-	site := schema.SiteSpec{}
-	if desired.Site != nil {
-		site = desired.Site.Spec
-	}
-	site = site.Defaults()
+	site := desired.Site.Spec
 	templates := make(map[string]*schema.DeployTemplate, len(desired.Templates))
 	for _, t := range desired.Templates {
 		templates[t.Metadata.Name] = t

@@ -107,12 +107,7 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 		fmt.Fprintln(env.Err, "metalsync apply: not applied")
 		return exitError
 	}
-	site := schema.SiteSpec{}
-	if run.inv.Site != nil {
-		site = run.inv.Site.Spec
-	}
-	site = site.Defaults()
-	statusDir := site.Status.Directory
+	statusDir := run.inv.Site.Spec.Status.Directory
 	if statusDir == "" {
 		statusDir = schema.DefaultStatusDir
 	}
@@ -229,11 +224,8 @@ func serveMedia(ctx context.Context, a applyArgs, inv *schema.Inventory, ex *app
 	}
 	// This run's own address, not the daemon's media.baseURLs, is where
 	// the BMCs download from.
-	site := &schema.Site{}
-	if inv.Site != nil {
-		cp := *inv.Site
-		site = &cp
-	}
+	cp := *inv.Site
+	site := &cp
 	media := schema.MediaSettings{BaseURLs: []string{base}}
 	if site.Spec.Media != nil {
 		media.TTL = site.Spec.Media.TTL

@@ -238,15 +238,12 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		if err != nil {
 			return err
 		}
-		inv, _ := loader.Load(fsys)
-		if inv != nil {
-			firstSite = inv.Site
+		inv, diags := loader.Load(fsys)
+		if inv == nil { // only when the embedded schema does not compile
+			return fmt.Errorf("first load: %w", diags.Err())
 		}
-		site := schema.SiteSpec{}
-		if firstSite != nil {
-			site = firstSite.Spec
-		}
-		site = site.Defaults()
+		firstSite = inv.Site
+		site := inv.Site.Spec
 		author := gitstatus.Identity{Name: "metalsync", Email: "metalsync@localhost"}
 		if site.Git != nil {
 			author.Name = cmp.Or(site.Git.AuthorName, author.Name)

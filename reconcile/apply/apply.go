@@ -198,11 +198,7 @@ type limits struct {
 }
 
 func (e *Executor) limits(inv *schema.Inventory) limits {
-	site := schema.SiteSpec{}
-	if inv.Site != nil {
-		site = inv.Site.Spec
-	}
-	site = site.Defaults()
+	site := inv.Site.Spec
 	l := limits{workers: site.Concurrency.Global, perBMC: site.Concurrency.PerBMC, threshold: site.Faults.Threshold, dhcp: site.DHCP}
 	if e.Concurrency > 0 {
 		l.workers = e.Concurrency

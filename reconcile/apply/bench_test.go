@@ -33,7 +33,7 @@ func BenchmarkApply(b *testing.B) {
 		r.agent.Latency = agentLatency
 		r.ex.Clock = clock.Real{}
 		r.ex.Observer = nil
-		inv := &schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}}
+		inv := loaded(&schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}})
 		hostOf := map[string]string{}
 		for i := range n {
 			name := fmt.Sprintf("node%04d", i)

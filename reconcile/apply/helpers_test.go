@@ -131,8 +131,19 @@ func fakeNode(name, state string, edit func(*schema.NodeSpec)) *schema.Node {
 	return n
 }
 
+// loaded gives a hand-made inventory the site schema.Load would: always
+// one, with its defaults.
+func loaded(inv *schema.Inventory) *schema.Inventory {
+	if inv.Site == nil {
+		inv.Site = &schema.Site{}
+	}
+	inv.Site.Spec = inv.Site.Spec.Defaults()
+	return inv
+}
+
 // pass plans against the sink's status and applies the plan.
 func (r *rig) pass(ctx context.Context, inv *schema.Inventory) (plan.Plan, Report) {
+	inv = loaded(inv)
 	obs := reconcile.Observed(r.sink.Snapshot())
 	p := reconcile.Plan(inv, obs, r.ex.Capabilities(), r.ex.clock().Now())
 	return p, r.ex.Apply(ctx, inv, p, obs)
