@@ -18,6 +18,7 @@ import (
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 	"metalsync.dev/metalsync/test/inventorygen"
 )
 
@@ -100,7 +101,7 @@ func newRig(t *testing.T) *rig {
 	fleet := fake.NewFleet()
 	fleet.AutoCreate = true
 	sink := &apply.MemorySink{}
-	agent := &apply.SimulatedAgent{}
+	agent := &agentsim.Agent{}
 	env := map[string]string{"BMC_USERNAME": "admin", "BMC_PASSWORD": "pw-Secret-123"}
 	ex := &passRecorder{Executor: &apply.Executor{
 		Registry:      drivers.Registry{"fake": fleet.Entry()},

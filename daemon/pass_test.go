@@ -18,6 +18,7 @@ import (
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 	"metalsync.dev/metalsync/test/inventorygen"
 )
 
@@ -83,7 +84,7 @@ func TestRevisionsDuringAPass(t *testing.T) {
 		t.Run(fmt.Sprintf("%d revisions", pushed), func(t *testing.T) {
 			fleet := fake.NewFleet()
 			fleet.AutoCreate = true
-			agent := &apply.SimulatedAgent{}
+			agent := &agentsim.Agent{}
 			env := map[string]string{"BMC_USERNAME": "admin", "BMC_PASSWORD": "pw-Secret-123"}
 			inner := &apply.Executor{
 				Registry:      drivers.Registry{"fake": fleet.Entry()},

@@ -23,7 +23,7 @@ func benchInventory(n int) (*schema.Inventory, Observed) {
 		template("bios", schema.Step{Interface: "bios", Step: "apply_configuration", Priority: 110, Args: &schema.BIOSArgs{Settings: schema.BIOSSettings{"SriovEnable": "Enabled"}}}),
 		template("raid", schema.Step{Interface: "raid", Step: "create_configuration", Priority: 105, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{RAIDLevel: "1"}}}}),
 	}
-	inv := &schema.Inventory{Templates: templates, Nodes: make([]*schema.Node, 0, n)}
+	inv := &schema.Inventory{Templates: templates, Nodes: make([]*schema.Node, 0, n), Site: &schema.Site{Spec: schema.SiteSpec{}.Defaults()}}
 	obs := make(Observed, n)
 	for i := range n {
 		name := fmt.Sprintf("r%03d-n%03d", i/100, i%100)

@@ -55,10 +55,13 @@ func template(name string, steps ...schema.Step) *schema.DeployTemplate {
 }
 
 func inventory(site *schema.SiteSpec, templates []*schema.DeployTemplate, nodes ...*schema.Node) *schema.Inventory {
-	inv := &schema.Inventory{Nodes: nodes, Templates: templates}
+	// As schema.Load leaves it: a site always, with its defaults.
+	spec := schema.SiteSpec{}
 	if site != nil {
-		inv.Site = &schema.Site{APIVersion: schema.APIVersion, Kind: schema.KindSite, Metadata: schema.Meta{Name: "site"}, Spec: *site}
+		spec = *site
 	}
+	inv := &schema.Inventory{Nodes: nodes, Templates: templates,
+		Site: &schema.Site{APIVersion: schema.APIVersion, Kind: schema.KindSite, Metadata: schema.Meta{Name: "site"}, Spec: spec.Defaults()}}
 	return inv
 }
 

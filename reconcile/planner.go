@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -30,11 +31,7 @@ type Capabilities struct {
 // nodes are not affected. InventoryCommit is left for the caller, who
 // knows where the inventory came from.
 func Plan(desired *schema.Inventory, observed Observed, caps Capabilities, now time.Time) plan.Plan {
-	site := schema.SiteSpec{}
-	if desired.Site != nil {
-		site = desired.Site.Spec
-	}
-	site = site.Defaults()
+	site := desired.Site.Spec
 	templates := make(map[string]*schema.DeployTemplate, len(desired.Templates))
 	for _, t := range desired.Templates {
 		templates[t.Metadata.Name] = t
@@ -73,20 +70,13 @@ func Plan(desired *schema.Inventory, observed Observed, caps Capabilities, now t
 // its status is dropped and nothing else happens; its power is left as
 // it is, because the machine may now be someone else's.
 func forget(name string, st schema.NodeStatusBody) plan.NodePlan {
-	state := st.ProvisionState
+	state, power := plan.State(st.ProvisionState), plan.PowerState(st.Power)
 	return plan.NodePlan{
-		Node: name, From: state, To: state, PowerFrom: st.Power, PowerTo: st.Power,
+		Node: name, From: state, To: state, PowerFrom: power, PowerTo: power,
 		Operations: []plan.Operation{{Kind: plan.KindForget, Reason: plan.ReasonRemoved, From: state, To: state}},
 		Notes: []plan.Note{{Reason: plan.ReasonRemoved, Message: fmt.Sprintf(
-			"removed from the inventory: status forgotten, power left %s", orUnknown(st.Power))}},
+			"removed from the inventory: status forgotten, power left %s", cmp.Or(power, plan.PowerUnknown))}},
 	}
-}
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
 }
 
 // nodePlanner plans one node.
@@ -104,22 +94,19 @@ type nodePlanner struct {
 }
 
 func planNode(n *schema.Node, st schema.NodeStatusBody, seen bool, site schema.SiteSpec, templates map[string]*schema.DeployTemplate, caps Capabilities) plan.NodePlan {
-	from := State(st.ProvisionState)
+	from := plan.State(st.ProvisionState)
 	if !seen || from == "" {
-		from = Enroll
+		from = plan.StateEnroll
 	}
-	power := st.Power
-	if power == "" {
-		power = string(drivers.PowerUnknown)
-	}
-	np := plan.NodePlan{Node: n.Name(), From: string(from), To: string(from), PowerFrom: power, PowerTo: power}
+	power := cmp.Or(plan.PowerState(st.Power), plan.PowerUnknown)
+	np := plan.NodePlan{Node: n.Name(), From: from, To: from, PowerFrom: power, PowerTo: power}
 	addr, err := schema.ParseBMCAddress(n.Spec.BMC.Address)
 	if err != nil {
 		np.Error = fmt.Sprintf("bmc.address: %v", err)
 		return np
 	}
 	np.Driver = addr.Driver
-	if !from.Valid() {
+	if !Known(from) {
 		np.Error = fmt.Sprintf("status: unknown provision state %q", from)
 		return np
 	}
@@ -164,13 +151,13 @@ func paused(st schema.NodeStatusBody) string {
 // target is the provision state the node should reach. A retired node is
 // never deployed again: it keeps an active workload only while its spec
 // still asks for active, and otherwise ends in manageable.
-func (p *nodePlanner) target(cur State) State {
-	want := State(p.n.Spec.Provision.State)
+func (p *nodePlanner) target(cur plan.State) plan.State {
+	want := plan.State(p.n.Spec.Provision.State)
 	if p.n.Spec.Retired != nil {
-		if want == Active && cur == Active {
-			return Active
+		if want == plan.StateActive && cur == plan.StateActive {
+			return plan.StateActive
 		}
-		return Manageable
+		return plan.StateManageable
 	}
 	return want
 }
@@ -210,7 +197,7 @@ func (p *nodePlanner) needsInspect() (plan.Reason, bool) {
 // The walk stops after an inspection: what follows (booting the agent
 // with the node's network, choosing disks) depends on the hardware found,
 // so the node is planned again once the inspection is recorded (Replan).
-func (p *nodePlanner) plan(cur State) {
+func (p *nodePlanner) plan(cur plan.State) {
 	cur = p.resume(cur)
 	for range 12 { // more than the longest path; guards against a cycle
 		if p.b.err != nil {
@@ -244,21 +231,21 @@ func (p *nodePlanner) stopAfterInspection() {
 // destructive ones above all, are not repeated. A busy state without a
 // recorded operation (the process died before recording it) is treated as
 // a failure of that operation, as Ironic's conductor does on restart.
-func (p *nodePlanner) resume(cur State) State {
+func (p *nodePlanner) resume(cur plan.State) plan.State {
 	rec := p.st.Operation
-	if cur.Stable() {
+	if Stable(cur) {
 		return cur
 	}
 	if rec == nil {
 		failed, ok := FailedState(cur)
 		if !ok {
-			failed = Enroll // verifying without a record: verify again
-			if cur != Verifying {
-				failed = Error
+			failed = plan.StateEnroll // verifying without a record: verify again
+			if cur != plan.StateVerifying {
+				failed = plan.StateError
 			}
 		}
 		p.note(plan.ReasonRetryFailed, "status says %s with no operation recorded; treated as %s", cur, failed)
-		p.np.From = string(failed)
+		p.np.From = failed
 		return failed
 	}
 	kind, ok := kindByName(rec.Kind)
@@ -272,7 +259,7 @@ func (p *nodePlanner) resume(cur State) State {
 	observed := p.b.power
 	var op plan.Operation
 	matched := false
-	for _, start := range []string{observed, plan.PowerOff, plan.PowerOn, string(drivers.PowerUnknown)} {
+	for _, start := range []plan.PowerState{observed, plan.PowerOff, plan.PowerOn, plan.PowerUnknown} {
 		p.b.power, p.b.err, p.b.errWrapped = start, nil, false
 		op = p.operation(kind, cur)
 		if p.b.err == nil && slices.Equal(op.StepNames(), rec.Steps) && rec.Step >= 0 && rec.Step <= len(op.Steps) {
@@ -290,9 +277,9 @@ func (p *nodePlanner) resume(cur State) State {
 		p.note(plan.ReasonResume, "operation %s changed since it started (spec edited); starting it over", rec.Kind)
 	}
 	op.Reason = plan.ReasonResume
-	op.From = string(cur)
+	op.From = cur
 	p.add(op)
-	return State(op.To)
+	return op.To
 }
 
 func kindByName(name string) (plan.Kind, bool) {
@@ -304,47 +291,47 @@ func kindByName(name string) (plan.Kind, bool) {
 }
 
 // operation builds an operation of the given kind starting in state from.
-func (p *nodePlanner) operation(kind plan.Kind, from State) plan.Operation {
+func (p *nodePlanner) operation(kind plan.Kind, from plan.State) plan.Operation {
 	b := p.b
-	op := plan.Operation{Kind: kind, From: string(from)}
+	op := plan.Operation{Kind: kind, From: from}
 	switch kind {
 	case plan.KindEnroll:
-		op.To = string(Manageable)
-		op.Steps = []plan.Step{b.verify(Verifying)}
+		op.To = plan.StateManageable
+		op.Steps = []plan.Step{b.verify(plan.StateVerifying)}
 	case plan.KindInspect:
-		op.To = string(Manageable)
-		op.Steps = b.inspectSteps(Inspecting, p.n.Spec.Inspect)
+		op.To = plan.StateManageable
+		op.Steps = b.inspectSteps(plan.StateInspecting, p.n.Spec.Inspect)
 		p.inspected = true
 	case plan.KindClean:
-		op.To = string(Available)
+		op.To = plan.StateAvailable
 		if p.n.Spec.Retired != nil {
-			op.To = string(Manageable)
+			op.To = plan.StateManageable
 		}
-		op.Steps = b.cleanSteps(Cleaning)
+		op.Steps = b.cleanSteps(plan.StateCleaning)
 	case plan.KindDeploy, plan.KindRedeploy:
-		op.To = string(Active)
-		op.Steps = b.deploySteps(Deploying, p.templates)
+		op.To = plan.StateActive
+		op.Steps = b.deploySteps(plan.StateDeploying, p.templates)
 	case plan.KindUndeploy:
-		op.To = string(Available)
-		if p.n.Spec.Retired != nil || p.target(Active) == Manageable {
-			op.To = string(Manageable)
+		op.To = plan.StateAvailable
+		if p.n.Spec.Retired != nil || p.target(plan.StateActive) == plan.StateManageable {
+			op.To = plan.StateManageable
 		}
-		if s, ok := b.powerStep(Deleting, plan.PowerOff); ok {
+		if s, ok := b.powerStep(plan.StateDeleting, plan.PowerActionOff); ok {
 			op.Steps = append(op.Steps, s)
 		}
-		op.Steps = append(op.Steps, b.cleanSteps(Cleaning)...)
+		op.Steps = append(op.Steps, b.cleanSteps(plan.StateCleaning)...)
 		// Ironic passes through deleting even when there is no power to
 		// turn off (already off, or disablePowerOff).
-		if len(op.Steps) > 0 && op.Steps[0].State != string(Deleting) {
-			op.Steps[0].State = string(Deleting)
+		if len(op.Steps) > 0 && op.Steps[0].State != plan.StateDeleting {
+			op.Steps[0].State = plan.StateDeleting
 		}
 	case plan.KindAdopt:
-		op.To = string(Active)
-		op.Steps = []plan.Step{b.verify(Adopting)}
+		op.To = plan.StateActive
+		op.Steps = []plan.Step{b.verify(plan.StateAdopting)}
 	case plan.KindManage:
-		op.To = string(Manageable)
+		op.To = plan.StateManageable
 	case plan.KindPower, plan.KindForget:
-		op.To = string(from)
+		op.To = from
 	}
 	if b.err != nil && !b.errWrapped {
 		b.err, b.errWrapped = fmt.Errorf("%s: %w", kind, b.err), true
@@ -354,20 +341,20 @@ func (p *nodePlanner) operation(kind plan.Kind, from State) plan.Operation {
 
 // advance adds the operation that leaves state cur, if any, and returns
 // the state it leads to, or done when the node has arrived.
-func (p *nodePlanner) advance(cur State) (State, bool) {
+func (p *nodePlanner) advance(cur plan.State) (plan.State, bool) {
 	n := p.n
 	target := p.target(cur)
-	adopt := n.Spec.Provision.Adopt && target == Active
-	addOp := func(kind plan.Kind, reason plan.Reason) State {
+	adopt := n.Spec.Provision.Adopt && target == plan.StateActive
+	addOp := func(kind plan.Kind, reason plan.Reason) plan.State {
 		op := p.operation(kind, cur)
 		op.Reason = reason
 		p.add(op)
-		return State(op.To)
+		return op.To
 	}
 	switch cur {
-	case Enroll:
+	case plan.StateEnroll:
 		return addOp(plan.KindEnroll, plan.ReasonNewNode), false
-	case Manageable:
+	case plan.StateManageable:
 		if r, ok := p.needsInspect(); ok {
 			if !adopt || p.b.caps.Drivers != nil && p.b.caps.Drivers.Has(p.b.driver, drivers.CapInventory) {
 				return addOp(plan.KindInspect, r), false
@@ -377,36 +364,36 @@ func (p *nodePlanner) advance(cur State) (State, bool) {
 			p.note(plan.ReasonAdopt, "not inspected: adopting a running machine, and driver %s reads no inventory out of band", p.b.driver)
 		}
 		switch target {
-		case Manageable:
+		case plan.StateManageable:
 			return cur, true
-		case Active:
+		case plan.StateActive:
 			if adopt {
 				return addOp(plan.KindAdopt, plan.ReasonAdopt), false
 			}
 		}
 		return addOp(plan.KindClean, plan.ReasonProvisionChanged), false
-	case Available:
+	case plan.StateAvailable:
 		if r, ok := p.needsInspect(); ok && r == plan.ReasonInspectRequested {
 			// Ironic inspects only in manageable. A node that merely was
 			// never inspected is not taken back for it.
 			return addOp(plan.KindManage, plan.ReasonInspectRequested), false
 		}
 		switch target {
-		case Manageable:
+		case plan.StateManageable:
 			reason := plan.ReasonProvisionChanged
 			if n.Spec.Retired != nil {
 				reason = plan.ReasonRetired
 			}
 			return addOp(plan.KindManage, reason), false
-		case Active:
+		case plan.StateActive:
 			return addOp(plan.KindDeploy, plan.ReasonProvisionChanged), false
 		}
 		return cur, true
-	case Active:
+	case plan.StateActive:
 		if r, ok := p.needsInspect(); ok && r == plan.ReasonInspectRequested {
 			p.note(plan.ReasonInspectRequested, "inspection requested; it runs when the node is next manageable (an active node is not inspected)")
 		}
-		if target == Active {
+		if target == plan.StateActive {
 			p.checkImage()
 			return cur, true
 		}
@@ -419,24 +406,24 @@ func (p *nodePlanner) advance(cur State) (State, bool) {
 			reason = plan.ReasonRetired
 		}
 		return addOp(plan.KindUndeploy, reason), false
-	case InspectFailed:
+	case plan.StateInspectFailed:
 		if _, ok := p.needsInspect(); ok {
 			return addOp(plan.KindInspect, plan.ReasonRetryFailed), false
 		}
 		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
-	case CleanFailed:
+	case plan.StateCleanFailed:
 		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
-	case DeployFailed, Error:
-		if target == Active {
+	case plan.StateDeployFailed, plan.StateError:
+		if target == plan.StateActive {
 			return addOp(plan.KindRedeploy, plan.ReasonRetryFailed), false
 		}
 		return addOp(plan.KindUndeploy, plan.ReasonRetryFailed), false
-	case AdoptFailed:
+	case plan.StateAdoptFailed:
 		if adopt {
 			return addOp(plan.KindAdopt, plan.ReasonRetryFailed), false
 		}
 		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
-	case Verifying, Inspecting, InspectWait, Cleaning, CleanWait, Deploying, WaitCallBack, Deleting, Adopting:
+	case plan.StateVerifying, plan.StateInspecting, plan.StateInspectWait, plan.StateCleaning, plan.StateCleanWait, plan.StateDeploying, plan.StateWaitCallBack, plan.StateDeleting, plan.StateAdopting:
 		// Busy states are resolved by resume before the walk starts; an
 		// operation that resumes ends in a stable state.
 		p.b.fail(fmt.Errorf("internal: walk reached busy state %s", cur))
@@ -461,7 +448,7 @@ func (p *nodePlanner) checkImage() {
 	case p.n.Spec.Protected != nil:
 		p.note(plan.ReasonProtected, "protected: %s; image changed but not redeployed", p.n.Spec.Protected.Reason)
 	default:
-		op := p.operation(plan.KindRedeploy, Active)
+		op := p.operation(plan.KindRedeploy, plan.StateActive)
 		op.Reason = plan.ReasonImageChanged
 		p.add(op)
 	}
@@ -473,11 +460,11 @@ func (p *nodePlanner) checkImage() {
 // is already right. Without operations a difference is
 // drift, handled by the site's powerSync policy: enforce changes power,
 // report only shows it.
-func (p *nodePlanner) finalPower(cur State) {
-	want := p.n.Spec.Power
+func (p *nodePlanner) finalPower(cur plan.State) {
+	want := plan.PowerState(p.n.Spec.Power)
 	// A retired node is parked powered off once it is back in manageable,
 	// whatever power its spec still says from its working life.
-	parking := p.n.Spec.Retired != nil && cur == Manageable
+	parking := p.n.Spec.Retired != nil && cur == plan.StateManageable
 	if parking {
 		if want == plan.PowerOn {
 			p.note(plan.ReasonRetired, "retired: parked powered off (spec power: on is ignored)")
@@ -505,29 +492,33 @@ func (p *nodePlanner) finalPower(cur State) {
 	default:
 		reason = plan.ReasonProvisionChanged
 	}
-	s, ok := p.b.powerStep(cur, want)
+	action := plan.PowerActionOn
+	if want == plan.PowerOff {
+		action = plan.PowerActionOff
+	}
+	s, ok := p.b.powerStep(cur, action)
 	if !ok {
 		return
 	}
-	p.add(plan.Operation{Kind: plan.KindPower, Reason: reason, From: string(cur), To: string(cur), Steps: []plan.Step{s}})
+	p.add(plan.Operation{Kind: plan.KindPower, Reason: reason, From: cur, To: cur, Steps: []plan.Step{s}})
 	p.np.PowerTo = p.b.power
 }
 
 // checkOperation verifies an operation against the state machine: every
 // state change between steps must be an allowed transition.
 func checkOperation(op plan.Operation) error {
-	cur := State(op.From)
+	cur := op.From
 	for i, s := range op.Steps[op.Resume:] {
 		if err := s.Validate(); err != nil {
 			return fmt.Errorf("%s step %d: %w", op.Kind, i, err)
 		}
-		next := State(s.State)
+		next := s.State
 		if next != cur && !Allowed(cur, next) {
 			return fmt.Errorf("%s: %s -> %s is not a transition", op.Kind, cur, next)
 		}
 		cur = next
 	}
-	to := State(op.To)
+	to := op.To
 	if to != cur && !Allowed(cur, to) {
 		return fmt.Errorf("%s: %s -> %s is not a transition", op.Kind, cur, to)
 	}

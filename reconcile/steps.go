@@ -155,7 +155,7 @@ type builder struct {
 	node   *schema.Node
 	driver string
 	caps   Capabilities
-	power  string // predicted power: on, off, unknown
+	power  plan.PowerState // predicted power
 	// macs are the NIC MACs the last inspection found (lower case); nil
 	// when the node was never inspected or the inventory lists no NICs.
 	macs map[string]bool
@@ -190,48 +190,46 @@ func (b *builder) needAgent(what string) bool {
 	return true
 }
 
-func (b *builder) verify(state State) plan.Step {
+func (b *builder) verify(state plan.State) plan.Step {
 	b.need(drivers.CapPower, "verify credentials")
-	return plan.Step{Action: plan.ActionVerify, Source: "core", State: string(state), Timeout: dur(timeoutVerify), Verify: &plan.Verify{}}
+	return plan.Step{Action: plan.ActionVerify, Source: "core", State: state, Timeout: dur(timeoutVerify), Verify: &plan.Verify{}}
 }
 
 // powerStep changes power; it returns false when nothing needs doing.
-func (b *builder) powerStep(state State, action string) (plan.Step, bool) {
-	if action == plan.PowerOff && b.node.Spec.DisablePowerOff {
+func (b *builder) powerStep(state plan.State, action plan.PowerAction) (plan.Step, bool) {
+	if action == plan.PowerActionOff && b.node.Spec.DisablePowerOff {
 		return plan.Step{}, false
 	}
-	if (action == plan.PowerOn || action == plan.PowerOff) && b.power == action {
+	if action != plan.PowerActionReboot && b.power == action.Target() {
 		return plan.Step{}, false
 	}
-	b.need(drivers.CapPower, "power "+action)
-	s := plan.Step{Action: plan.ActionPower, Source: "core", State: string(state), Timeout: dur(timeoutPower), Power: &plan.Power{Action: action}}
+	b.need(drivers.CapPower, "power "+string(action))
+	s := plan.Step{Action: plan.ActionPower, Source: "core", State: state, Timeout: dur(timeoutPower), Power: &plan.Power{Action: action}}
 	switch action {
-	case plan.PowerOn:
+	case plan.PowerActionOn:
 		s.Expect.Power = plan.PowerOff
-		b.power = plan.PowerOn
-	case plan.PowerOff:
+	case plan.PowerActionOff:
 		s.Expect.Power = plan.PowerOn
-		b.power = plan.PowerOff
-	case plan.PowerReboot:
-		b.power = plan.PowerOn
+	case plan.PowerActionReboot:
 	}
+	b.power = action.Target()
 	return s, true
 }
 
 // bootAgent boots the node into the deploy agent from virtual media.
-func (b *builder) bootAgent(state State, source string) []plan.Step {
+func (b *builder) bootAgent(state plan.State, source string) []plan.Step {
 	b.need(drivers.CapBoot, "boot the deploy agent")
 	b.need(drivers.CapMedia, "boot the deploy agent from virtual media")
 	b.checkMACs()
 	steps := []plan.Step{
-		{Action: plan.ActionInsertMedia, Source: source, State: string(state), Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}},
-		{Action: plan.ActionSetBoot, Source: source, State: string(state), Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: "cd"}},
+		{Action: plan.ActionInsertMedia, Source: source, State: state, Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}},
+		{Action: plan.ActionSetBoot, Source: source, State: state, Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: "cd"}},
 	}
 	// A node that is on (or whose power we cannot know) is rebooted; one
 	// that is off is powered on. disablePowerOff nodes are always rebooted.
-	action := plan.PowerReboot
+	action := plan.PowerActionReboot
 	if b.power == plan.PowerOff {
-		action = plan.PowerOn
+		action = plan.PowerActionOn
 	}
 	if p, ok := b.powerStep(state, action); ok {
 		p.Source = source
@@ -283,28 +281,28 @@ func inspectedMACs(in *schema.Inspected) map[string]bool {
 }
 
 // leaveAgent powers the node off and ejects the agent's media.
-func (b *builder) leaveAgent(state State, source string) []plan.Step {
+func (b *builder) leaveAgent(state plan.State, source string) []plan.Step {
 	var steps []plan.Step
-	if p, ok := b.powerStep(state, plan.PowerOff); ok {
+	if p, ok := b.powerStep(state, plan.PowerActionOff); ok {
 		p.Source = source
 		steps = append(steps, p)
 	}
-	steps = append(steps, plan.Step{Action: plan.ActionEjectMedia, Source: source, State: string(state), Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}})
+	steps = append(steps, plan.Step{Action: plan.ActionEjectMedia, Source: source, State: state, Timeout: dur(timeoutMedia), Media: &plan.Media{Kind: "cd"}})
 	return steps
 }
 
-func (b *builder) agentStep(state State, source, iface, step string, args map[string]any, destructive bool) plan.Step {
+func (b *builder) agentStep(state plan.State, source, iface, step string, args map[string]any, destructive bool) plan.Step {
 	b.needAgent("step " + iface + "." + step)
-	return plan.Step{Action: plan.ActionAgentStep, Source: source, State: string(state), Destructive: destructive,
+	return plan.Step{Action: plan.ActionAgentStep, Source: source, State: state, Destructive: destructive,
 		Timeout: dur(timeoutAgent), Expect: plan.Expect{Power: plan.PowerOn},
 		Agent: &plan.Agent{Interface: iface, Step: step, Args: args}}
 }
 
 // inspectSteps inspects out of band when the driver reads inventory, else
 // in band through the agent.
-func (b *builder) inspectSteps(state State, token string) []plan.Step {
+func (b *builder) inspectSteps(state plan.State, token string) []plan.Step {
 	if b.caps.Drivers != nil && b.caps.Drivers.Has(b.driver, drivers.CapInventory) {
-		return []plan.Step{{Action: plan.ActionInspect, Source: "core", State: string(state), Timeout: dur(timeoutInspect), Inspect: &plan.Inspect{Token: token}}}
+		return []plan.Step{{Action: plan.ActionInspect, Source: "core", State: state, Timeout: dur(timeoutInspect), Inspect: &plan.Inspect{Token: token}}}
 	}
 	steps := b.bootAgent(state, "core")
 	steps = append(steps, b.agentStep(state, "core", "inspect", "inspect", map[string]any{"token": token}, false))
@@ -323,14 +321,14 @@ func (b *builder) canInspect() bool {
 
 // cleanSteps is Ironic's automated cleaning: erase the disks' metadata
 // from the agent, then power off.
-func (b *builder) cleanSteps(state State) []plan.Step {
+func (b *builder) cleanSteps(state plan.State) []plan.Step {
 	steps := b.bootAgent(state, "core")
 	steps = append(steps, b.agentStep(state, "core", "deploy", "erase_devices_metadata", nil, true))
 	return append(steps, b.leaveAgent(state, "core")...)
 }
 
 // deploySteps expands the merged deploy steps into plan steps.
-func (b *builder) deploySteps(state State, templates map[string]*schema.DeployTemplate) []plan.Step {
+func (b *builder) deploySteps(state plan.State, templates map[string]*schema.DeployTemplate) []plan.Step {
 	img := b.node.Spec.Provision.Image
 	if img == nil {
 		if b.err == nil {
@@ -360,10 +358,10 @@ func (b *builder) deploySteps(state State, templates map[string]*schema.DeployTe
 }
 
 // expand turns one deploy step into the plan steps that carry it out.
-func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.Step {
+func (b *builder) expand(state plan.State, s deployStep, img *schema.Image) []plan.Step {
 	one := func(st plan.Step) []plan.Step {
 		st.Source = s.Source
-		st.State = string(state)
+		st.State = state
 		return []plan.Step{st}
 	}
 	switch s.id() {
@@ -381,9 +379,9 @@ func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.St
 	case "deploy.tear_down_agent":
 		return b.leaveAgent(state, s.Source)
 	case "deploy.boot_instance":
-		action := plan.PowerOn
+		action := plan.PowerActionOn
 		if b.node.Spec.DisablePowerOff {
-			action = plan.PowerReboot
+			action = plan.PowerActionReboot
 		}
 		if p, ok := b.powerStep(state, action); ok {
 			return one(p)
@@ -403,10 +401,10 @@ func (b *builder) expand(state State, s deployStep, img *schema.Image) []plan.St
 
 // outOfBand turns a template's out-of-band step into the BMC step that
 // carries it out.
-func (b *builder) outOfBand(state State, s deployStep) []plan.Step {
+func (b *builder) outOfBand(state plan.State, s deployStep) []plan.Step {
 	one := func(st plan.Step) []plan.Step {
 		st.Source = s.Source
-		st.State = string(state)
+		st.State = state
 		return []plan.Step{st}
 	}
 	switch s.Interface {
@@ -452,7 +450,7 @@ func (b *builder) outOfBand(state State, s deployStep) []plan.Step {
 		b.need(drivers.CapBoot, "set the boot device")
 		return one(plan.Step{Action: plan.ActionSetBoot, Timeout: dur(timeoutBoot), Boot: &plan.Boot{Device: a.Device, Persistent: a.Persistent}})
 	case "power":
-		action := map[string]string{"reboot": plan.PowerReboot, "power_on": plan.PowerOn, "power_off": plan.PowerOff}[s.Step]
+		action := map[string]plan.PowerAction{"reboot": plan.PowerActionReboot, "power_on": plan.PowerActionOn, "power_off": plan.PowerActionOff}[s.Step]
 		if action == "" {
 			break
 		}

@@ -357,6 +357,3 @@ func checkDomain(s string) error {
 	}
 	return nil
 }
-
-// isDefault reports whether p is 0.0.0.0/0 or ::/0.
-func isDefault(p netip.Prefix) bool { return p.Bits() == 0 }

@@ -11,7 +11,8 @@ import (
 // Inventory is a whole repository at one commit: desired state (site,
 // nodes, owners, templates) and the observed status the daemon wrote.
 type Inventory struct {
-	// Site is never nil after Load: a repository without metalsync.yaml
+	// Site is never nil after Load, and its unset settings hold their
+	// defaults (SiteSpec.Defaults): a repository without metalsync.yaml
 	// gets the defaults.
 	Site      *Site
 	Nodes     []*Node           // sorted by name
@@ -157,10 +158,10 @@ func (inv *Inventory) StatusSubDir(node string) string {
 // status directory ("" when there is none).
 func (inv *Inventory) StatusPath(node string) string {
 	st, ok := inv.Status[node]
-	if !ok || inv.Site == nil {
+	if !ok {
 		return ""
 	}
-	dir := path.Clean(inv.Site.Spec.Defaults().Status.Directory)
+	dir := path.Clean(inv.Site.Spec.Status.Directory)
 	return strings.TrimPrefix(st.Source.File, dir+"/")
 }
 

@@ -97,8 +97,9 @@ func load(fsys fs.FS, l *Loader) (*Inventory, Diagnostics) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		diags = append(diags, Diagnostic{File: SiteFile, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
 	}
+	site.Spec = site.Spec.Defaults() // the one place the site is defaulted
 	inv.Site = site
-	statusDir := site.Spec.Defaults().Status.Directory
+	statusDir := site.Spec.Status.Directory
 
 	dirs := map[string]string{NodesDir: KindNode, OwnersDir: KindOwner, TemplatesDir: KindDeployTemplate}
 	if statusDir != "" {

@@ -24,12 +24,12 @@ type NodeStatusBody struct {
 	Power          string `json:"power,omitempty"`
 	ProvisionState string `json:"provisionState,omitempty"`
 	// Target is the provision state being worked towards, when busy.
-	Target     string     `json:"target,omitempty"`
-	Operation  *Operation `json:"operation,omitempty"`
-	LastError  string     `json:"lastError,omitempty"`
+	Target    string     `json:"target,omitempty"`
+	Operation *Operation `json:"operation,omitempty"`
+	LastError string     `json:"lastError,omitempty"`
 	// PlanError is why the planner refuses the node (nothing runs until it
 	// is fixed); cleared when a plan succeeds again.
-	PlanError string `json:"planError,omitempty"`
+	PlanError  string     `json:"planError,omitempty"`
 	Fault      *Fault     `json:"fault,omitempty"`
 	Retired    string     `json:"retired,omitempty"`
 	Quarantine string     `json:"quarantine,omitempty"`

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"metalsync.dev/metalsync/internal/clock"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
@@ -142,19 +143,14 @@ func runApply(ctx context.Context, args []string, env *Env) int {
 	} else {
 		fmt.Fprintln(env.Err, "metalsync apply: --lock=false: acting without the fleet's lease; another run may act on the same machines at once")
 	}
-	site := schema.SiteSpec{}
-	if run.inv.Site != nil {
-		site = run.inv.Site.Spec
-	}
-	site = site.Defaults()
-	statusDir := site.Status.Directory
+	statusDir := run.inv.Site.Spec.Status.Directory
 	if statusDir == "" {
 		statusDir = schema.DefaultStatusDir
 	}
 	ex := run.ex
 	ex.Sink = apply.DirSink{Dir: filepath.Join(a.dir, statusDir), SubDir: run.inv.StatusSubDir, Was: run.inv.StatusPath}
 	ex.Observer = &progressView{w: env.Err, start: time.Now()}
-	ex.Clock = apply.RealClock{}
+	ex.Clock = clock.Real{}
 	if a.mediaListen != "" {
 		stop, err := serveMedia(ctx, a, run.inv, ex, env)
 		if err != nil {
@@ -310,11 +306,8 @@ func serveMedia(ctx context.Context, a applyArgs, inv *schema.Inventory, ex *app
 	}
 	// This run's own address, not the daemon's media.baseURLs, is where
 	// the BMCs download from.
-	site := &schema.Site{}
-	if inv.Site != nil {
-		cp := *inv.Site
-		site = &cp
-	}
+	cp := *inv.Site
+	site := &cp
 	media := schema.MediaSettings{BaseURLs: []string{base}}
 	if site.Spec.Media != nil {
 		media.TTL = site.Spec.Media.TTL

@@ -25,6 +25,7 @@ import (
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 	"metalsync.dev/metalsync/sim/ipmisim"
 	"metalsync.dev/metalsync/sim/redfishsim"
 )
@@ -169,7 +170,7 @@ func showFleet(env *Env, inv *schema.Inventory, fleet *demoFleet) {
 
 // showFirstPlan prints the plan the daemon starts from, before it acts.
 func showFirstPlan(env *Env, inv *schema.Inventory) {
-	ex := &apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &apply.SimulatedAgent{} }}
+	ex := &apply.Executor{Registry: defaultRegistry(), AgentFor: func(string) apply.Agent { return &agentsim.Agent{} }}
 	p := reconcile.Plan(inv, reconcile.Observed{}, ex.Capabilities(), time.Now())
 	say(env, "\n== Plan of the first commit\n")
 	var pb bytes.Buffer

@@ -15,6 +15,7 @@ import (
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 )
 
 // planArgs are the flags of `metalsync plan`.
@@ -110,7 +111,7 @@ type planRun struct {
 	inv      *schema.Inventory
 	observed reconcile.Observed
 	ex       *apply.Executor
-	agent    *apply.SimulatedAgent
+	agent    *agentsim.Agent
 	plan     plan.Plan
 }
 
@@ -133,7 +134,7 @@ func newPlanRun(ctx context.Context, env *Env, dir string, refresh, simulateAgen
 	if len(diags) > 0 {
 		fmt.Fprint(env.Err, diags.String())
 	}
-	r := &planRun{dir: dir, inv: inv, observed: reconcile.ObservedFromStatus(inv.Status), agent: &apply.SimulatedAgent{}}
+	r := &planRun{dir: dir, inv: inv, observed: reconcile.ObservedFromStatus(inv.Status), agent: &agentsim.Agent{}}
 	r.ex = newExecutor(env, dir, r.agent, simulateAgent)
 	if refresh {
 		var errs []error
@@ -154,7 +155,7 @@ func newPlanRun(ctx context.Context, env *Env, dir string, refresh, simulateAgen
 // newExecutor wires the executor for the CLI: the driver registry,
 // credentials from env and the repository, and the simulated agent for
 // fake:// nodes (and every node with --simulate-agent).
-func newExecutor(env *Env, dir string, agent *apply.SimulatedAgent, simulateAll bool) *apply.Executor {
+func newExecutor(env *Env, dir string, agent *agentsim.Agent, simulateAll bool) *apply.Executor {
 	return &apply.Executor{
 		Registry:    defaultRegistry(),
 		Credentials: credentials.Resolver{RepoDir: dir, Getenv: env.Getenv},
@@ -218,11 +219,11 @@ func powerChange(n plan.NodePlan) string {
 	return "power " + orDash(n.PowerFrom) + " -> " + orDash(n.PowerTo)
 }
 
-func orDash(s string) string {
+func orDash[S ~string](s S) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return string(s)
 }
 
 func stateChange(n plan.NodePlan) string {

@@ -25,6 +25,7 @@ import (
 	"metalsync.dev/metalsync/repo/localdir"
 	"metalsync.dev/metalsync/repo/statussink"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/sim/agentsim"
 )
 
 // The builders of `metalsync serve`: each returns one part, built only from
@@ -195,7 +196,7 @@ func flushReporter(metrics *daemon.Metrics, log *slog.Logger) func(gitstatus.Res
 // buildExecutor returns the executor without its status sink, which goes
 // through the daemon (see buildDaemon).
 func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Media, metrics *daemon.Metrics, log *slog.Logger) *apply.Executor {
-	agent := &apply.SimulatedAgent{}
+	agent := &agentsim.Agent{}
 	return &apply.Executor{
 		Registry: defaultRegistry(),
 		Credentials: credentials.Resolver{Getenv: env.Getenv, RepoDir: a.local, ReadFile: func(name string) ([]byte, error) {

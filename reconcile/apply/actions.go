@@ -103,9 +103,9 @@ func (s *session) do(ctx context.Context, step plan.Step) error {
 	// An in-band step needs the agent running, so the node must be on; a
 	// node seen off means the boot into the agent did not happen, and
 	// sending the step anywhere would be wrong.
-	if step.Action == plan.ActionAgentStep && step.Expect.Power != "" && s.st.Power != "" &&
-		s.st.Power != string(drivers.PowerUnknown) && s.st.Power != step.Expect.Power {
-		return Stall(fmt.Errorf("precondition: %s expects power %s, BMC reported %s", step.Name(), step.Expect.Power, s.st.Power))
+	if have := plan.PowerState(s.st.Power); step.Action == plan.ActionAgentStep && step.Expect.Power != "" &&
+		have != "" && have != plan.PowerUnknown && have != step.Expect.Power {
+		return Stall(fmt.Errorf("precondition: %s expects power %s, BMC reported %s", step.Name(), step.Expect.Power, have))
 	}
 	switch step.Action {
 	case plan.ActionVerify:
@@ -154,7 +154,7 @@ func (s *session) do(ctx context.Context, step plan.Step) error {
 // setPower changes power and confirms it by reading it back. A node
 // already in the target state is left alone (a resumed run may find a
 // step done whose completion was not recorded).
-func (s *session) setPower(ctx context.Context, action string) error {
+func (s *session) setPower(ctx context.Context, action plan.PowerAction) error {
 	cur := drivers.PowerState(s.st.Power)
 	if cur != drivers.PowerOn && cur != drivers.PowerOff {
 		p, err := s.readPower(ctx)
@@ -165,11 +165,11 @@ func (s *session) setPower(ctx context.Context, action string) error {
 	}
 	var a drivers.PowerAction
 	switch action {
-	case plan.PowerOn:
+	case plan.PowerActionOn:
 		a = drivers.ActionOn
-	case plan.PowerOff:
+	case plan.PowerActionOff:
 		a = drivers.ActionOff
-	case plan.PowerReboot:
+	case plan.PowerActionReboot:
 		a = drivers.ActionReboot
 		if cur == drivers.PowerOff {
 			a = drivers.ActionOn // a reboot of a machine that is off is a power on

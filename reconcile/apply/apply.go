@@ -20,6 +20,8 @@ import (
 
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/internal/backoff"
+	"metalsync.dev/metalsync/internal/clock"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
@@ -48,8 +50,13 @@ type Executor struct {
 	// (os.ReadFile when nil).
 	ReadFile func(name string) ([]byte, error)
 	Observer Observer
-	Clock    Clock
-	Backoff  Backoff
+	// Clock is the wall clock when nil.
+	Clock clock.Clock
+	// Backoff spaces out the tries of a step (1s doubling up to 30s when Base
+	// is zero); Attempts bounds them, the first included (DefaultAttempts
+	// when not positive).
+	Backoff  backoff.Policy
+	Attempts int
 	// Concurrency, PerBMC and FaultThreshold override the site settings
 	// when positive.
 	Concurrency, PerBMC, FaultThreshold int
@@ -103,8 +110,8 @@ func (o Outcome) String() string {
 // NodeResult is the result of one node.
 type NodeResult struct {
 	Node     string
-	From, To string // planned provision states
-	Reached  string // provision state at the end
+	From, To plan.State // planned provision states
+	Reached  plan.State // provision state at the end
 	Outcome  Outcome
 	Duration time.Duration
 	Err      error
@@ -160,18 +167,22 @@ func (e *Executor) Capabilities() reconcile.Capabilities {
 	}}
 }
 
-func (e *Executor) clock() Clock {
-	if e.Clock == nil {
-		return RealClock{}
-	}
-	return e.Clock
-}
+func (e *Executor) clock() clock.Clock { return clock.Or(e.Clock) }
 
-func (e *Executor) backoff() Backoff {
-	if e.Backoff.Attempts <= 0 {
-		return DefaultBackoff
+// DefaultAttempts is how many times a step is tried by default.
+const DefaultAttempts = 5
+
+// retry returns the backoff and the number of tries of a step. The
+// default backoff suits BMCs: 1s, 2s, 4s … capped at 30s.
+func (e *Executor) retry() (backoff.Policy, int) {
+	b, n := e.Backoff, e.Attempts
+	if b.Base <= 0 {
+		b = backoff.Policy{Base: time.Second, Max: 30 * time.Second}
 	}
-	return e.Backoff
+	if n <= 0 {
+		n = DefaultAttempts
+	}
+	return b, n
 }
 
 func (e *Executor) emit(ev Event) {
@@ -191,11 +202,7 @@ type limits struct {
 }
 
 func (e *Executor) limits(inv *schema.Inventory) limits {
-	site := schema.SiteSpec{}
-	if inv.Site != nil {
-		site = inv.Site.Spec
-	}
-	site = site.Defaults()
+	site := inv.Site.Spec
 	l := limits{workers: site.Concurrency.Global, perBMC: site.Concurrency.PerBMC, threshold: site.Faults.Threshold, dhcp: site.DHCP}
 	if e.Concurrency > 0 {
 		l.workers = e.Concurrency

@@ -92,7 +92,7 @@ func TestFaultSetAndCleared(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
-			inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", func(s *schema.NodeSpec) { s.Power = "on" })}}
+			inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", func(s *schema.NodeSpec) { s.Power = "on" })}})
 			// Enrol first so that the power step is what fails.
 			r.fleet.Add("n")
 			r.sink.WriteStatus("n", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
@@ -222,7 +222,7 @@ func TestPerBMCLimit(t *testing.T) {
 		r.fleet.Add(fmt.Sprintf("chassis%d/%s", i%2, name)).SetLatency(2*time.Millisecond, 5*time.Millisecond)
 		nodes = append(nodes, fakeNode(name, "manageable", func(s *schema.NodeSpec) { s.BMC.Address = addr; s.Power = "on" }))
 	}
-	inv := &schema.Inventory{Nodes: nodes, Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: 8, PerBMC: 2}}}}
+	inv := loaded(&schema.Inventory{Nodes: nodes, Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: 8, PerBMC: 2}}}})
 	_, rep := r.pass(t.Context(), inv)
 	if !rep.OK() {
 		t.Fatalf("outcomes: %v", outcomes(rep))
@@ -327,7 +327,7 @@ func TestFleetCancelResume(t *testing.T) {
 
 func TestBusyNodeSkipped(t *testing.T) {
 	r := newRig(t)
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", nil)}})
 	if !r.ex.claim("n") {
 		t.Fatal("claim failed")
 	}
@@ -342,7 +342,7 @@ func TestRefreshReadOnly(t *testing.T) {
 	r := newRig(t)
 	r.fleet.Add("on").SetPowerState(drivers.PowerOn)
 	r.fleet.Add("down").SetFaults(fake.Faults{Unreachable: true})
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("on", "active", nil), fakeNode("down", "active", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("on", "active", nil), fakeNode("down", "active", nil)}})
 	obs := reconcile.Observed{"down": {ProvisionState: "active", Power: "on"}}
 	got, errs := r.ex.Refresh(t.Context(), inv, obs)
 	if len(errs) != 1 || !errors.Is(errs[0], drivers.ErrUnreachable) {
@@ -355,29 +355,6 @@ func TestRefreshReadOnly(t *testing.T) {
 	for _, n := range []string{"on", "down"} {
 		if ops := r.fleet.System(n).Counts().Ops; len(ops) != 0 {
 			t.Errorf("%s: refresh changed something: %v", n, ops)
-		}
-	}
-}
-
-func TestBackoffDelay(t *testing.T) {
-	b := Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 5}
-	tests := []struct {
-		attempt int
-		rnd     float64
-		want    time.Duration
-	}{
-		{0, 0, 500 * time.Millisecond},
-		{0, 0.5, 750 * time.Millisecond},
-		{1, 0, time.Second},
-		{2, 0.5, 3 * time.Second},
-		{3, 1, 8 * time.Second},
-		{4, 0, 5 * time.Second}, // capped at 10s before jitter
-		{40, 1, 10 * time.Second},
-	}
-	for _, tt := range tests {
-		got := b.Delay(tt.attempt, tt.rnd).Round(time.Microsecond)
-		if got != tt.want {
-			t.Errorf("Delay(%d, %v) = %v, want %v", tt.attempt, tt.rnd, got, tt.want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"metalsync.dev/metalsync/internal/clock"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/schema"
 	"metalsync.dev/metalsync/test/tools"
@@ -82,7 +83,7 @@ func BenchmarkApply(b *testing.B) {
 	for b.Loop() {
 		r := newRig(b)
 		r.agent.Latency = agentLatency
-		r.ex.Clock = RealClock{}
+		r.ex.Clock = clock.Real{}
 		r.ex.Observer = nil
 		var ps *pushSink
 		if v := os.Getenv("METALSYNC_BENCH_PUSH"); v != "" {
@@ -93,7 +94,7 @@ func BenchmarkApply(b *testing.B) {
 			ps = &pushSink{latency: lat}
 			r.ex.Sink = ps
 		}
-		inv := &schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}}
+		inv := loaded(&schema.Inventory{Site: &schema.Site{Spec: schema.SiteSpec{Concurrency: &schema.Concurrency{Global: global, PerBMC: perBMC}}}})
 		hostOf := map[string]string{}
 		for i := range n {
 			name := fmt.Sprintf("node%04d", i)

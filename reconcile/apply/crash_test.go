@@ -15,6 +15,7 @@ import (
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
+	"metalsync.dev/metalsync/internal/backoff"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/schema"
 )
@@ -103,13 +104,13 @@ func (c *crashSink) flushAll() {
 // crashWorld is the machines and their agents, which outlive the daemon.
 type crashWorld struct {
 	fleet *fake.Fleet
-	agent *SimulatedAgent
+	agent *recordingAgent
 	inv   *schema.Inventory
 	nodes []string
 }
 
 func newCrashWorld(n int) *crashWorld {
-	w := &crashWorld{fleet: fake.NewFleet(), agent: &SimulatedAgent{}}
+	w := &crashWorld{fleet: fake.NewFleet(), agent: &recordingAgent{}}
 	w.fleet.AutoCreate = true
 	raid1 := &schema.DeployTemplate{Metadata: schema.Meta{Name: "raid1"}, Spec: schema.DeployTemplateSpec{Steps: []schema.Step{
 		{Interface: "raid", Step: "create_configuration", Priority: 105, Args: &schema.RAIDArgs{LogicalDisks: []schema.LogicalDisk{{Name: "os", RAIDLevel: "1"}}}},
@@ -122,6 +123,7 @@ func newCrashWorld(n int) *crashWorld {
 		w.nodes = append(w.nodes, name)
 		w.inv.Nodes = append(w.inv.Nodes, fakeNode(name, "active", func(s *schema.NodeSpec) { s.Provision.DeployTemplates = []string{"raid1"} }))
 	}
+	w.inv = loaded(w.inv)
 	return w
 }
 
@@ -136,7 +138,8 @@ func (w *crashWorld) daemon(sink *crashSink) *Executor {
 		AgentImageURL: "http://127.0.0.1:9/agent.iso",
 		Sink:          sink,
 		Clock:         newClock(),
-		Backoff:       Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 4},
+		Backoff:       backoff.Policy{Base: time.Second, Max: 10 * time.Second},
+		Attempts:      4,
 	}
 }
 

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
+	"metalsync.dev/metalsync/internal/backoff"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
@@ -81,7 +83,7 @@ func (r *recorder) count(k EventKind) int {
 // rig is an executor over a fake fleet with a simulated agent.
 type rig struct {
 	fleet *fake.Fleet
-	agent *SimulatedAgent
+	agent *recordingAgent
 	sink  *MemorySink
 	rec   *recorder
 	ex    *Executor
@@ -90,7 +92,7 @@ type rig struct {
 func newRig(t testing.TB) *rig {
 	f := fake.NewFleet()
 	f.AutoCreate = true
-	agent := &SimulatedAgent{}
+	agent := &recordingAgent{}
 	sink := &MemorySink{}
 	rec := &recorder{}
 	env := map[string]string{"BMC_USER": "admin", "BMC_PASS": testPassword}
@@ -107,7 +109,8 @@ func newRig(t testing.TB) *rig {
 		Sink:          sink,
 		Observer:      rec,
 		Clock:         newClock(),
-		Backoff:       Backoff{Base: time.Second, Max: 10 * time.Second, Attempts: 4},
+		Backoff:       backoff.Policy{Base: time.Second, Max: 10 * time.Second},
+		Attempts:      4,
 	}
 	return &rig{fleet: f, agent: agent, sink: sink, rec: rec, ex: ex}
 }
@@ -128,8 +131,19 @@ func fakeNode(name, state string, edit func(*schema.NodeSpec)) *schema.Node {
 	return n
 }
 
+// loaded gives a hand-made inventory the site schema.Load would: always
+// one, with its defaults.
+func loaded(inv *schema.Inventory) *schema.Inventory {
+	if inv.Site == nil {
+		inv.Site = &schema.Site{}
+	}
+	inv.Site.Spec = inv.Site.Spec.Defaults()
+	return inv
+}
+
 // pass plans against the sink's status and applies the plan.
 func (r *rig) pass(ctx context.Context, inv *schema.Inventory) (plan.Plan, Report) {
+	inv = loaded(inv)
 	obs := reconcile.Observed(r.sink.Snapshot())
 	p := reconcile.Plan(inv, obs, r.ex.Capabilities(), r.ex.clock().Now())
 	return p, r.ex.Apply(ctx, inv, p, obs)
@@ -153,4 +167,66 @@ func names(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%03d", prefix, i)
 	}
 	return out
+}
+
+// recordingAgent succeeds at every in-band step and records it per node,
+// so tests can count destructive steps. (sim/agentsim is the simulator the
+// CLI uses; it imports this package, so these tests cannot.)
+type recordingAgent struct {
+	Latency time.Duration // how long each step takes
+
+	mu   sync.Mutex
+	ran  map[string][]string               // node -> steps run; guarded by mu
+	done map[string]map[string]AgentResult // node -> command id -> result; guarded by mu
+}
+
+// Command reports whether the agent ran command id, as a real agent does.
+func (a *recordingAgent) Command(_ context.Context, node, id string) (AgentResult, bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	res, ok := a.done[node][id]
+	return res, ok, nil
+}
+
+func (a *recordingAgent) RunStep(ctx context.Context, node, id string, step plan.Step) (AgentResult, error) {
+	if step.Agent == nil {
+		return AgentResult{}, fmt.Errorf("recording agent: step %s is not an agent step", step.Name())
+	}
+	if res, ok, _ := a.Command(ctx, node, id); ok {
+		return res, nil
+	}
+	if a.Latency > 0 {
+		t := time.NewTimer(a.Latency)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return AgentResult{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return AgentResult{}, err
+	}
+	res := AgentResult{Simulated: true}
+	if step.Agent.Interface == "inspect" {
+		res.Inventory = map[string]any{"simulated": true, "cpus": 2, "memoryMiB": 262144,
+			"disks": []any{map[string]any{"id": "disk0", "sizeBytes": 960197124096}}}
+	}
+	a.mu.Lock()
+	if a.ran == nil {
+		a.ran, a.done = map[string][]string{}, map[string]map[string]AgentResult{}
+	}
+	a.ran[node] = append(a.ran[node], step.Agent.Interface+"."+step.Agent.Step)
+	if a.done[node] == nil {
+		a.done[node] = map[string]AgentResult{}
+	}
+	a.done[node][id] = res
+	a.mu.Unlock()
+	return res, nil
+}
+
+func (a *recordingAgent) Ran(node string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.ran[node])
 }

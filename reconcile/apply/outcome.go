@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"regexp"
 	"time"
 
@@ -101,30 +100,6 @@ func unhealthy(err error) (string, bool) {
 	}
 	return "", false
 }
-
-// Backoff is the retry policy: jittered, capped exponential backoff.
-type Backoff struct {
-	Base     time.Duration // first delay (before jitter)
-	Max      time.Duration // cap
-	Attempts int           // tries per step, the first included
-}
-
-// DefaultBackoff suits BMCs: 1s, 2s, 4s … capped at 30s, five tries.
-var DefaultBackoff = Backoff{Base: time.Second, Max: 30 * time.Second, Attempts: 5}
-
-// Delay returns the wait before retry number attempt (0 for the first
-// retry), with full jitter: a uniform pick in [d/2, d], where d doubles
-// each attempt up to Max. rnd is a uniform number in [0, 1).
-func (b Backoff) Delay(attempt int, rnd float64) time.Duration {
-	d := b.Base
-	for i := 0; i < attempt && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	return d/2 + time.Duration(rnd*float64(d/2))
-}
-
-func jitter() float64 { return rand.Float64() }
 
 // urlSecrets matches the query of a URL: media and agent URLs carry
 // tokens there.

@@ -20,7 +20,7 @@ func TestFirstDeployWrongMACRefusedBeforeBoot(t *testing.T) {
 			{Name: "eno1", Type: schema.LinkPhy, MAC: "b8:ce:f6:99:99:99", Addresses: []string{"192.0.2.10/24"}},
 		}}
 	})
-	inv := &schema.Inventory{Nodes: []*schema.Node{node}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{node}})
 	p, rep := r.pass(t.Context(), inv)
 	if np := p.Nodes[0]; np.ReplanFrom == 0 || np.Error != "" {
 		t.Fatalf("first plan: replan from %d, error %q; want a plan that stops after inspection", np.ReplanFrom, np.Error)

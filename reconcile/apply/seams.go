@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
@@ -38,74 +37,6 @@ type AgentResult struct {
 	Inventory map[string]any
 }
 
-// SimulatedAgent stands in for the deploy agent on simulated BMCs (fake://
-// nodes, the demo). It does nothing to any disk; it records what it was
-// asked to do, per node, so tests can count destructive steps.
-type SimulatedAgent struct {
-	// Latency is how long each step takes.
-	Latency time.Duration
-
-	mu   sync.Mutex
-	ran  map[string][]string               // node -> steps run; guarded by mu
-	done map[string]map[string]AgentResult // node -> command id -> result; guarded by mu
-}
-
-// RunStep simulates an in-band step; a command id it ran before returns
-// the earlier result.
-func (a *SimulatedAgent) RunStep(ctx context.Context, node, id string, step plan.Step) (AgentResult, error) {
-	if step.Agent == nil {
-		return AgentResult{}, fmt.Errorf("simulated agent: step %s is not an agent step", step.Name())
-	}
-	if res, ok, _ := a.Command(ctx, node, id); ok {
-		return res, nil
-	}
-	if a.Latency > 0 {
-		t := time.NewTimer(a.Latency)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return AgentResult{}, ctx.Err()
-		case <-t.C:
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return AgentResult{}, err
-	}
-	res := AgentResult{Simulated: true}
-	if step.Agent.Interface == "inspect" {
-		res.Inventory = map[string]any{"simulated": true, "cpus": 2, "memoryMiB": 262144,
-			"disks": []any{map[string]any{"id": "disk0", "sizeBytes": 960197124096}}}
-	}
-	a.mu.Lock()
-	if a.ran == nil {
-		a.ran, a.done = map[string][]string{}, map[string]map[string]AgentResult{}
-	}
-	a.ran[node] = append(a.ran[node], step.Agent.Interface+"."+step.Agent.Step)
-	if id != "" {
-		if a.done[node] == nil {
-			a.done[node] = map[string]AgentResult{}
-		}
-		a.done[node][id] = res
-	}
-	a.mu.Unlock()
-	return res, nil
-}
-
-// Command reports whether the simulated agent ran command id.
-func (a *SimulatedAgent) Command(_ context.Context, node, id string) (AgentResult, bool, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	res, ok := a.done[node][id]
-	return res, ok, nil
-}
-
-// Ran returns the steps run on node, in order.
-func (a *SimulatedAgent) Ran(node string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.ran[node])
-}
-
 // Media publishes per-node boot media (the agent image plus the node's
 // network configuration) for nodes without DHCP.
 type Media interface {
@@ -136,8 +67,8 @@ type Syncer interface {
 // shares; status I/O lives in repo/statussink.
 type DirSink = statussink.Dir
 
-// MemorySink keeps status in memory: for tests, the demo and the daemon's
-// pass-level batching.
+// MemorySink keeps status in memory, for tests (this package's and the
+// daemon's); nothing outside tests writes status through it.
 type MemorySink struct {
 	mu     sync.Mutex
 	status map[string]schema.NodeStatusBody // guarded by mu
@@ -169,31 +100,6 @@ func (m *MemorySink) Snapshot() map[string]schema.NodeStatusBody {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.status)
-}
-
-// Clock is the executor's time: status timestamps, backoff and polling.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits d or until ctx ends, returning ctx's error then.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-// RealClock is the wall clock.
-type RealClock struct{}
-
-// Now returns the current time.
-func (RealClock) Now() time.Time { return time.Now() }
-
-// Sleep waits d or until ctx ends.
-func (RealClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // EventKind says what happened.
@@ -252,9 +158,6 @@ type Event struct {
 	StepName    string
 	Attempt     int
 	Err         error
-	// Status is the node's status after a StatusWritten event, for
-	// observers that batch status (the Git writer).
-	Status *schema.NodeStatusBody
 	// Result is set on NodeFinished.
 	Result *NodeResult
 }

@@ -49,7 +49,7 @@ func (s *session) run(ctx context.Context) NodeResult {
 	res := NodeResult{Node: s.name, From: s.np.From, To: s.np.To}
 	finish := func(o Outcome, err error) NodeResult {
 		res.Outcome, res.Err = o, err
-		res.Reached = s.st.ProvisionState
+		res.Reached = plan.State(s.st.ProvisionState)
 		res.Status = cloneStatus(s.st)
 		res.Duration = e.clock().Now().Sub(start)
 		e.emit(Event{Kind: NodeFinished, Node: s.name, Err: err, Result: &res})
@@ -119,13 +119,13 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 	pending := s.st.Operation.Intent
 	s.st.Operation.Intent = nil
 	s.st.Operation.Steps = names
-	s.st.Target = op.To
+	s.st.Target = string(op.To)
 	for i := op.Resume; i < len(op.Steps); i++ {
 		step := op.Steps[i]
 		if err := ctx.Err(); err != nil {
 			return Canceled, err
 		}
-		s.st.ProvisionState = step.State
+		s.st.ProvisionState = string(step.State)
 		s.st.Operation.Step = i
 		var resumed *schema.Intent
 		if pending != nil && i == op.Resume && pending.Step == step.Name() {
@@ -247,7 +247,7 @@ func (s *session) failed(ctx context.Context, step plan.Step, err error) (Outcom
 	case Classify(err) == Stalled:
 		// Like Ironic: the operation ends in its failed state and a
 		// person (or a new plan) takes it from there.
-		if fs, ok := reconcile.FailedState(reconcile.State(step.State)); ok {
+		if fs, ok := reconcile.FailedState(step.State); ok {
 			s.st.ProvisionState = string(fs)
 		}
 		s.st.Operation = nil
@@ -263,7 +263,7 @@ func (s *session) failed(ctx context.Context, step plan.Step, err error) (Outcom
 // finishOp records the end of an operation.
 func (s *session) finishOp(op plan.Operation) {
 	now := stamp(s.e.clock().Now())
-	s.st.ProvisionState = op.To
+	s.st.ProvisionState = string(op.To)
 	s.st.Target = ""
 	s.st.Operation = nil
 	s.st.LastError = ""
@@ -296,7 +296,7 @@ func (s *session) runStep(ctx context.Context, op plan.Operation, step plan.Step
 	e := s.e
 	stepCtx, cancel := context.WithTimeout(ctx, time.Duration(step.Timeout))
 	defer cancel()
-	b := e.backoff()
+	b, attempts := e.retry()
 	for attempt := 0; ; attempt++ {
 		err := s.do(stepCtx, step)
 		if err == nil {
@@ -320,10 +320,10 @@ func (s *session) runStep(ctx context.Context, op plan.Operation, step plan.Step
 			errors.As(err, &w)
 			wait = w.After
 		case Transient:
-			if attempt+1 >= b.Attempts {
+			if attempt+1 >= attempts {
 				return fmt.Errorf("%s: %d attempts: %w", step.Name(), attempt+1, err)
 			}
-			wait = b.Delay(attempt, jitter())
+			wait = b.Jittered(attempt)
 		}
 		ev.Kind, ev.Attempt, ev.Err = StepRetry, attempt, err
 		e.emit(ev)
@@ -373,11 +373,10 @@ func (s *session) write() error {
 	if s.node != nil && s.node.Spec.Retired != nil {
 		s.st.Retired = s.node.Spec.Retired.Reason
 	}
-	snap := cloneStatus(s.st)
-	if err := s.e.Sink.WriteStatus(s.name, snap); err != nil {
+	if err := s.e.Sink.WriteStatus(s.name, cloneStatus(s.st)); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
-	s.e.emit(Event{Kind: StatusWritten, Node: s.name, Status: &snap})
+	s.e.emit(Event{Kind: StatusWritten, Node: s.name})
 	return nil
 }
 

@@ -50,7 +50,7 @@ func TestWaitingIsPolled(t *testing.T) {
 	agent := &slowAgent{}
 	agent.waits.Store(3)
 	r.ex.AgentFor = func(string) Agent { return agent }
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "active", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "active", nil)}})
 	op := plan.Operation{Kind: plan.KindDeploy, Reason: plan.ReasonProvisionChanged, From: "available", To: "active", Steps: []plan.Step{agentStep("write_image")}}
 	before := r.ex.clock().Now()
 	rep := r.ex.Apply(t.Context(), inv, onePlan("n", op), reconcile.Observed{"n": {ProvisionState: "available", Power: "on"}})
@@ -73,9 +73,9 @@ func TestWaitingIsPolled(t *testing.T) {
 func TestStepTimeoutCountsTowardsFault(t *testing.T) {
 	r := newRig(t)
 	r.fleet.Add("n").SetLatency(time.Second, 0) // far beyond the step timeout
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "manageable", nil)}})
 	op := plan.Operation{Kind: plan.KindPower, Reason: plan.ReasonPowerDrift, From: "manageable", To: "manageable", Steps: []plan.Step{
-		{Action: plan.ActionPower, State: "manageable", Timeout: plan.Duration(10 * time.Millisecond), Power: &plan.Power{Action: plan.PowerOn}},
+		{Action: plan.ActionPower, State: "manageable", Timeout: plan.Duration(10 * time.Millisecond), Power: &plan.Power{Action: plan.PowerActionOn}},
 	}}
 	// One pass with one timed-out attempt per step (the timeout bounds
 	// the step, retries included); three passes reach the threshold.
@@ -93,7 +93,7 @@ func TestStepTimeoutCountsTowardsFault(t *testing.T) {
 
 func TestAgentStepPrecondition(t *testing.T) {
 	r := newRig(t)
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "active", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "active", nil)}})
 	op := plan.Operation{Kind: plan.KindDeploy, Reason: plan.ReasonProvisionChanged, From: "available", To: "active", Steps: []plan.Step{agentStep("write_image")}}
 	rep := r.ex.Apply(t.Context(), inv, onePlan("n", op), reconcile.Observed{"n": {ProvisionState: "available", Power: "off"}})
 	if rep.Nodes[0].Outcome != Failed || !strings.Contains(rep.Nodes[0].Err.Error(), "precondition") {
@@ -111,7 +111,7 @@ func TestAgentStepPrecondition(t *testing.T) {
 func TestResumeSkipsDoneSteps(t *testing.T) {
 	r := newRig(t)
 	r.fleet.Add("n").SetPowerState("on") // booted into the agent
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "active", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "active", nil)}})
 	obs := reconcile.Observed{"n": {ProvisionState: "deploying", Power: "on", Operation: &schema.Operation{
 		Kind: "deploy", Step: 4, Steps: []string{"insert-media", "set-boot cd", "power on", "agent deploy.write_image", "set-boot disk", "power off", "eject-media", "power on"}}}}
 	p := reconcile.Plan(inv, obs, r.ex.Capabilities(), r.ex.clock().Now())
@@ -136,7 +136,7 @@ func TestLogObserver(t *testing.T) {
 	r := newRig(t)
 	r.ex.Observer = LogObserver{Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	r.ex.Media = &fakeMedia{}
-	inv := &schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "available", nil)}}
+	inv := loaded(&schema.Inventory{Nodes: []*schema.Node{fakeNode("n", "available", nil)}})
 	r.sink.WriteStatus("n", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
 	r.fleet.Add("n").SetCredentials("admin", "other") // fails: bad credentials
 	r.pass(t.Context(), inv)

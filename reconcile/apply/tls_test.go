@@ -46,7 +46,7 @@ func TestCAFileReachesDriver(t *testing.T) {
 				return nil, fs.ErrNotExist
 			}
 			n := fakeNode("n1", "manageable", func(s *schema.NodeSpec) { s.BMC.TLS = tt.tls })
-			inv := &schema.Inventory{Site: &schema.Site{}, Nodes: []*schema.Node{n}}
+			inv := loaded(&schema.Inventory{Site: &schema.Site{}, Nodes: []*schema.Node{n}})
 			_, rep := r.pass(t.Context(), inv)
 			if tt.wantStall != "" {
 				err := rep.Nodes[0].Err

@@ -40,11 +40,11 @@ type NodePlan struct {
 	Node   string `json:"node"`
 	Driver string `json:"driver,omitempty"`
 	// From and To are the provision states before and after the plan.
-	From string `json:"from"`
-	To   string `json:"to"`
+	From State `json:"from"`
+	To   State `json:"to"`
 	// PowerFrom and PowerTo are the observed and expected power states.
-	PowerFrom string `json:"power_from,omitempty"`
-	PowerTo   string `json:"power_to,omitempty"`
+	PowerFrom PowerState `json:"power_from,omitempty"`
+	PowerTo   PowerState `json:"power_to,omitempty"`
 	// Operations run in order; each starts where the previous ended.
 	Operations []Operation `json:"operations,omitempty"`
 	// Notes are things shown to a person that cause no action.
@@ -72,8 +72,8 @@ type Note struct {
 type Operation struct {
 	Kind   Kind   `json:"kind"`
 	Reason Reason `json:"reason"`
-	From   string `json:"from"`
-	To     string `json:"to"`
+	From   State  `json:"from"`
+	To     State  `json:"to"`
 	// Resume is the index of the first step to run: steps before it were
 	// completed by an earlier run and recorded in status.
 	Resume int    `json:"resume,omitempty"`
@@ -97,7 +97,7 @@ type Step struct {
 	// Source says where the step came from: "core" or "template NAME".
 	Source string `json:"source,omitempty"`
 	// State is the provision state of the node while the step runs.
-	State string `json:"state"`
+	State State `json:"state"`
 	// Destructive steps destroy data; the executor never repeats one that
 	// status records as completed.
 	Destructive bool     `json:"destructive,omitempty"`
@@ -117,24 +117,16 @@ type Step struct {
 
 // Expect is the observed state a step expects before it runs.
 type Expect struct {
-	// Power is "on" or "off"; "" when any power state will do.
-	Power string `json:"power,omitempty"`
+	// Power is PowerOn or PowerOff; "" when any power state will do.
+	Power PowerState `json:"power,omitempty"`
 }
 
 // Verify reads power with the node's credentials.
 type Verify struct{}
 
-// Power values of a Power payload.
-const (
-	PowerOn     = "on"
-	PowerOff    = "off"
-	PowerReboot = "reboot"
-)
-
 // Power changes power.
 type Power struct {
-	// Action is PowerOn, PowerOff or PowerReboot.
-	Action string `json:"action"`
+	Action PowerAction `json:"action"`
 }
 
 // Boot sets the boot device.
@@ -222,7 +214,7 @@ func (s Step) Validate() error {
 	case set[0] != s.Action:
 		return fmt.Errorf("step %s: holds a %s operation", s.Action, set[0])
 	}
-	if s.Power != nil && s.Power.Action != PowerOn && s.Power.Action != PowerOff && s.Power.Action != PowerReboot {
+	if s.Power != nil && !s.Power.Action.Valid() {
 		return fmt.Errorf("step power: unknown power action %q", s.Power.Action)
 	}
 	if s.Timeout <= 0 {
@@ -236,7 +228,7 @@ func (s Step) Name() string {
 	switch s.Action {
 	case ActionPower:
 		if s.Power != nil {
-			return "power " + s.Power.Action
+			return "power " + string(s.Power.Action)
 		}
 	case ActionSetBoot:
 		if s.Boot != nil {

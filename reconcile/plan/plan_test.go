@@ -53,11 +53,11 @@ func TestStepValidate(t *testing.T) {
 		step Step
 		want string // substring of the error; "" for valid
 	}{
-		{"power", Step{Action: ActionPower, Timeout: to, Power: &Power{Action: PowerOn}}, ""},
+		{"power", Step{Action: ActionPower, Timeout: to, Power: &Power{Action: PowerActionOn}}, ""},
 		{"eject", Step{Action: ActionEjectMedia, Timeout: to, Media: &Media{Kind: "cd"}}, ""},
 		{"none", Step{Action: ActionPower, Timeout: to}, "no operation"},
-		{"two", Step{Action: ActionPower, Timeout: to, Power: &Power{Action: PowerOn}, Boot: &Boot{Device: "cd"}}, "2 operations"},
-		{"mismatch", Step{Action: ActionSetBoot, Timeout: to, Power: &Power{Action: PowerOn}}, "holds a power operation"},
+		{"two", Step{Action: ActionPower, Timeout: to, Power: &Power{Action: PowerActionOn}, Boot: &Boot{Device: "cd"}}, "2 operations"},
+		{"mismatch", Step{Action: ActionSetBoot, Timeout: to, Power: &Power{Action: PowerActionOn}}, "holds a power operation"},
 		{"bad power", Step{Action: ActionPower, Timeout: to, Power: &Power{Action: "explode"}}, "unknown power action"},
 		{"no timeout", Step{Action: ActionVerify, Verify: &Verify{}}, "no timeout"},
 		{"zero action", Step{Verify: &Verify{}, Timeout: to}, "invalid action"},

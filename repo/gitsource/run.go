@@ -3,10 +3,11 @@ package gitsource
 import (
 	"context"
 	"io/fs"
-	"math/rand/v2"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"metalsync.dev/metalsync/internal/backoff"
 )
 
 // OnCommit is called by Run with a new head and the file system of its tree.
@@ -21,7 +22,7 @@ type OnCommit func(ctx context.Context, commit string, fsys fs.FS)
 // onCommit runs on Run's goroutine, so deliveries never overlap; triggers
 // that arrive meanwhile should be coalesced by the sender (a channel with a
 // buffer of one and a non-blocking send). Fetch failures are logged and
-// retried with jittered backoff up to interval. Run returns ctx's error
+// retried with jittered backoff (1s doubling) up to interval. Run returns ctx's error
 // when ctx is done.
 func (s *Source) Run(ctx context.Context, interval time.Duration, trigger <-chan struct{}, onCommit OnCommit) error {
 	if interval <= 0 {
@@ -38,7 +39,7 @@ func (s *Source) Run(ctx context.Context, interval time.Duration, trigger <-chan
 			return ctx.Err()
 		case err != nil:
 			failures++
-			wait = retryDelay(failures, interval)
+			wait = backoff.Policy{Base: time.Second, Max: interval}.Jittered(failures - 1)
 			s.log.Warn("git fetch failed", "remote", s.remote.name, "branch", s.branch, "err", err, "retry_in", wait)
 		default:
 			failures = 0
@@ -72,14 +73,4 @@ func (s *Source) Run(ctx context.Context, interval time.Duration, trigger <-chan
 		case <-t.C:
 		}
 	}
-}
-
-// retryDelay is capped exponential backoff with full jitter: 1s, 2s, 4s…
-// never more than max.
-func retryDelay(failures int, max time.Duration) time.Duration {
-	d := time.Second << min(failures-1, 10)
-	if d > max {
-		d = max
-	}
-	return d/2 + rand.N(d/2+1)
 }

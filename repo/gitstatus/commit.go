@@ -15,8 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +29,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage"
 
+	"metalsync.dev/metalsync/internal/backoff"
+	"metalsync.dev/metalsync/internal/clock"
 	"metalsync.dev/metalsync/repo/gitsource"
 )
 
@@ -55,8 +58,9 @@ type Config struct {
 	// MaxAttempts bounds pushes per commit when the remote keeps moving
 	// (default 10).
 	MaxAttempts int
-	// Now gives commit times; time.Now when nil.
-	Now func() time.Time
+	// Clock gives commit times and waits between pushes; the wall clock
+	// when nil.
+	Clock clock.Clock
 	// Logger receives retries; nil discards.
 	Logger *slog.Logger
 }
@@ -116,7 +120,7 @@ type Committer struct {
 	topDir      string   // first element of dir, ignored by the spec hash
 	author      Identity
 	maxAttempts int
-	now         func() time.Time
+	clock       clock.Clock
 	log         *slog.Logger
 
 	commits, unchanged, retries, failures atomic.Uint64
@@ -138,7 +142,7 @@ func New(cfg Config) (*Committer, error) {
 		branch:      cfg.Branch,
 		author:      cfg.Author,
 		maxAttempts: cfg.MaxAttempts,
-		now:         cfg.Now,
+		clock:       clock.Or(cfg.Clock),
 		log:         cfg.Logger,
 	}
 	if c.branch == "" || c.branch == cfg.Source.Branch() {
@@ -156,9 +160,6 @@ func New(cfg Config) (*Committer, error) {
 	}
 	if c.maxAttempts <= 0 {
 		c.maxAttempts = 10
-	}
-	if c.now == nil {
-		c.now = time.Now
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -291,26 +292,14 @@ func (c *Committer) commitLocked(ctx context.Context, changes []Change) (Result,
 		}
 		res.Retries++
 		c.retries.Add(1)
-		wait := backoff(attempt)
+		// 20ms doubling per attempt up to 1s, jittered so that racing
+		// writers spread out.
+		wait := backoff.Policy{Base: 20 * time.Millisecond, Max: time.Second}.Jittered(attempt - 1)
 		c.log.Debug("status push raced, rebuilding", "branch", c.branch, "attempt", attempt, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return res, ctx.Err()
-		case <-t.C:
+		if err := c.clock.Sleep(ctx, wait); err != nil {
+			return res, err
 		}
 	}
-}
-
-// backoff is 20ms doubling per attempt, capped at 1s, with jitter over its
-// upper half so that racing writers spread out.
-func backoff(attempt int) time.Duration {
-	d := 20 * time.Millisecond << min(attempt-1, 6)
-	if d > time.Second {
-		d = time.Second
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // normalise checks node names and keeps the last change per node, sorted.
@@ -350,119 +339,152 @@ type built struct {
 // Only the status directory's tree and the trees above it are rewritten;
 // every other entry is reused by hash.
 func (c *Committer) build(st storage.Storer, base plumbing.Hash, changes []Change) (built, error) {
-	var b built
-	rootHash := plumbing.ZeroHash
-	if !base.IsZero() {
-		bc, err := object.GetCommit(st, base)
-		if err != nil {
-			return b, fmt.Errorf("commit %s: %w", base, err)
+	rootHash, spec, err := c.baseTree(st, base)
+	if err != nil {
+		return built{}, err
+	}
+	ed := &editor{st: st}
+	newRoot, err := c.rewrite(st, rootHash, c.dir, func(entries map[string]object.TreeEntry) error {
+		return ed.applyByDir(c, entries, changes)
+	}, &ed.objects)
+	if err != nil {
+		return built{}, err
+	}
+	if newRoot == rootHash || len(ed.changed) == 0 {
+		return built{spec: spec}, nil
+	}
+	if newRoot.IsZero() { // everything removed from a status branch
+		if newRoot, err = writeTree(st, nil); err != nil {
+			return built{}, err
 		}
-		rootHash = bc.TreeHash
-		if c.sameBranch {
-			if b.spec, err = gitsource.SpecHash(st, base, c.topDir); err != nil {
-				return b, err
-			}
+		ed.objects = append(ed.objects, newRoot)
+	}
+	commit, err := c.writeCommit(st, base, newRoot, Message(ed.summaries))
+	if err != nil {
+		return built{}, err
+	}
+	return built{commit: commit, objects: append(ed.objects, commit), changed: ed.changed, spec: spec}, nil
+}
+
+// baseTree returns the root tree of base and, on the spec branch, the
+// hash of its spec (zero hashes for a branch not created yet).
+func (c *Committer) baseTree(st storage.Storer, base plumbing.Hash) (root, spec plumbing.Hash, err error) {
+	if base.IsZero() {
+		return plumbing.ZeroHash, plumbing.ZeroHash, nil
+	}
+	bc, err := object.GetCommit(st, base)
+	if err != nil {
+		return plumbing.ZeroHash, plumbing.ZeroHash, fmt.Errorf("commit %s: %w", base, err)
+	}
+	if c.sameBranch {
+		if spec, err = gitsource.SpecHash(st, base, c.topDir); err != nil {
+			return plumbing.ZeroHash, plumbing.ZeroHash, err
 		}
 	}
-	var summaries []string
-	// apply edits one directory's entries.
-	apply := func(entries map[string]object.TreeEntry, changes []Change) error {
-		for _, ch := range changes {
-			name := ch.fileName()
-			old, had := entries[name]
-			if ch.Data == nil {
-				if !had {
-					continue
-				}
-				delete(entries, name)
-				b.changed = append(b.changed, ch.Node)
-				summaries = append(summaries, summary(ch, "removed"))
-				continue
-			}
-			h := plumbing.ComputeHash(plumbing.BlobObject, ch.Data)
-			if had && old.Hash == h && old.Mode == filemode.Regular {
-				continue
-			}
-			if _, err := writeBlob(st, ch.Data); err != nil {
-				return err
-			}
-			b.objects = append(b.objects, h)
-			entries[name] = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: h}
-			b.changed = append(b.changed, ch.Node)
-			summaries = append(summaries, summary(ch, "updated"))
-		}
-		return nil
-	}
+	return bc.TreeHash, spec, nil
+}
+
+// editor applies changes to trees and records what it did.
+type editor struct {
+	st        storage.Storer
+	objects   []plumbing.Hash // new objects the remote lacks
+	changed   []string        // nodes whose file changed
+	summaries []string        // commit message lines
+}
+
+// applyByDir edits the status directory's entries: changes at its root
+// directly, the others in their sub-directories, in sorted order.
+func (ed *editor) applyByDir(c *Committer, entries map[string]object.TreeEntry, changes []Change) error {
 	byDir := map[string][]Change{}
 	for _, ch := range changes {
 		byDir[ch.Dir] = append(byDir[ch.Dir], ch)
 	}
-	dirs := make([]string, 0, len(byDir))
-	for d := range byDir {
-		dirs = append(dirs, d)
-	}
-	sort.Strings(dirs)
-	newRoot, err := c.rewrite(st, rootHash, c.dir, func(entries map[string]object.TreeEntry) error {
-		for _, d := range dirs {
-			if d == "" {
-				if err := apply(entries, byDir[d]); err != nil {
-					return err
-				}
-				continue
-			}
-			segs := strings.Split(d, "/")
-			sub := plumbing.ZeroHash
-			if e, ok := entries[segs[0]]; ok {
-				if e.Mode != filemode.Dir {
-					return fmt.Errorf("status sub-directory %s: exists and is not a directory", d)
-				}
-				sub = e.Hash
-			}
-			group := byDir[d]
-			nh, err := c.rewrite(st, sub, segs[1:], func(m map[string]object.TreeEntry) error { return apply(m, group) }, &b.objects)
-			if err != nil {
+	for _, d := range slices.Sorted(maps.Keys(byDir)) {
+		group := byDir[d]
+		if d == "" {
+			if err := ed.apply(entries, group); err != nil {
 				return err
 			}
-			if nh.IsZero() {
-				delete(entries, segs[0])
-			} else {
-				entries[segs[0]] = object.TreeEntry{Name: segs[0], Mode: filemode.Dir, Hash: nh}
-			}
+			continue
 		}
-		return nil
-	}, &b.objects)
+		if err := ed.applySub(c, entries, d, group); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applySub edits sub-directory d of the status directory, whose entries
+// are given, and replaces (or drops, when left empty) its top entry.
+func (ed *editor) applySub(c *Committer, entries map[string]object.TreeEntry, d string, group []Change) error {
+	segs := strings.Split(d, "/")
+	sub := plumbing.ZeroHash
+	if e, ok := entries[segs[0]]; ok {
+		if e.Mode != filemode.Dir {
+			return fmt.Errorf("status sub-directory %s: exists and is not a directory", d)
+		}
+		sub = e.Hash
+	}
+	nh, err := c.rewrite(ed.st, sub, segs[1:], func(m map[string]object.TreeEntry) error { return ed.apply(m, group) }, &ed.objects)
 	if err != nil {
-		return b, err
+		return err
 	}
-	if newRoot == rootHash || len(b.changed) == 0 {
-		return built{spec: b.spec}, nil
+	if nh.IsZero() {
+		delete(entries, segs[0])
+	} else {
+		entries[segs[0]] = object.TreeEntry{Name: segs[0], Mode: filemode.Dir, Hash: nh}
 	}
-	if newRoot.IsZero() { // everything removed from a status branch
-		if newRoot, err = writeTree(st, nil); err != nil {
-			return b, err
+	return nil
+}
+
+// apply edits one directory's entries.
+func (ed *editor) apply(entries map[string]object.TreeEntry, changes []Change) error {
+	for _, ch := range changes {
+		name := ch.fileName()
+		old, had := entries[name]
+		if ch.Data == nil {
+			if !had {
+				continue
+			}
+			delete(entries, name)
+			ed.record(ch, "removed")
+			continue
 		}
-		b.objects = append(b.objects, newRoot)
+		h := plumbing.ComputeHash(plumbing.BlobObject, ch.Data)
+		if had && old.Hash == h && old.Mode == filemode.Regular {
+			continue
+		}
+		if _, err := writeBlob(ed.st, ch.Data); err != nil {
+			return err
+		}
+		ed.objects = append(ed.objects, h)
+		entries[name] = object.TreeEntry{Name: name, Mode: filemode.Regular, Hash: h}
+		ed.record(ch, "updated")
 	}
-	when := c.now()
-	sig := object.Signature{Name: c.author.Name, Email: c.author.Email, When: when}
-	commit := &object.Commit{
-		Author:    sig,
-		Committer: sig,
-		Message:   Message(summaries),
-		TreeHash:  newRoot,
-	}
+	return nil
+}
+
+func (ed *editor) record(ch Change, dflt string) {
+	ed.changed = append(ed.changed, ch.Node)
+	ed.summaries = append(ed.summaries, summary(ch, dflt))
+}
+
+// writeCommit stores the commit of tree on top of base (none when zero).
+func (c *Committer) writeCommit(st storage.Storer, base, tree plumbing.Hash, msg string) (plumbing.Hash, error) {
+	sig := object.Signature{Name: c.author.Name, Email: c.author.Email, When: c.clock.Now()}
+	commit := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: tree}
 	if !base.IsZero() {
 		commit.ParentHashes = []plumbing.Hash{base}
 	}
 	obj := st.NewEncodedObject()
 	if err := commit.Encode(obj); err != nil {
-		return b, fmt.Errorf("encode commit: %w", err)
+		return plumbing.ZeroHash, fmt.Errorf("encode commit: %w", err)
 	}
-	if b.commit, err = st.SetEncodedObject(obj); err != nil {
-		return b, fmt.Errorf("store commit: %w", err)
+	h, err := st.SetEncodedObject(obj)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("store commit: %w", err)
 	}
-	b.objects = append(b.objects, b.commit)
-	return b, nil
+	return h, nil
 }
 
 func summary(ch Change, dflt string) string {

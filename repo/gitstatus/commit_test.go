@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"metalsync.dev/metalsync/internal/clock"
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitsource/gittest"
 	"metalsync.dev/metalsync/repo/gitstatus"
@@ -40,11 +41,15 @@ func setup(t *testing.T) (bare string, src *gitsource.Source, url string) {
 	return bare, src, srv.URL("inv.git")
 }
 
-func fixedNow() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }
+// fixedClock stamps every commit with the same time, so that commits are
+// reproducible; it waits in real time.
+type fixedClock struct{ clock.Real }
+
+func (fixedClock) Now() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) }
 
 func TestCommitTouchesOnlyStatus(t *testing.T) {
 	bare, src, _ := setup(t)
-	c, err := gitstatus.New(gitstatus.Config{Source: src, Dir: "status", Author: bot, Now: fixedNow})
+	c, err := gitstatus.New(gitstatus.Config{Source: src, Dir: "status", Author: bot, Clock: fixedClock{}})
 	if err != nil {
 		t.Fatal(err)
 	}

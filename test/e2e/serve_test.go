@@ -7,9 +7,9 @@ package e2e
 import (
 	"bytes"
 	"crypto/hmac"
-	"errors"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
