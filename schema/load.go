@@ -31,8 +31,12 @@ const (
 )
 
 // filesPerContext bounds how many files one cue.Context validates before it
-// is replaced, keeping the heap flat on 50k-node inventories.
-const filesPerContext = 1000
+// is replaced: a context keeps about 40 KiB of every file it evaluated, and
+// the garbage collector rescans all of it. Compiling the schema again costs
+// about one file's validation. Measured on cold `metalsync validate` of 10k
+// generated nodes, 2 cores: 1000 files gave 251-281 MiB peak RSS, 250 gave
+// 133-144 MiB and 100 gave 114-118 MiB, with 10-15% less CPU time.
+const filesPerContext = 100
 
 // maxFileSize refuses absurd files before CUE sees them.
 const maxFileSize = 1 << 20
