@@ -15,9 +15,9 @@ import (
 // matched by MAC where one is given). Every route sits on the address
 // whose subnet holds its gateway, with its prefix and metric: cloud-init
 // 22.4's conversion of version 2 hangs all routes of an interface off its
-// first address, drops metrics in its ENI and networkd renderers and turns
-// ::/0 into ::/64 in its ENI renderer; from version 1 all three renderers
-// (netplan, networkd, ENI) keep every route. A link with a static IPv6
+// first address (ENI), drops metrics and turns ::/0 into ::/64 (ENI and
+// networkd); from version 1 all three renderers (netplan, networkd, ENI)
+// keep every route. A link with a static IPv6
 // address gets accept-ra: false, as cloud-init gives config drives, so a
 // router on the segment cannot add addresses or routes. It returns
 // ErrNoStaticNetwork when n is nil or DHCP.
