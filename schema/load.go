@@ -34,8 +34,9 @@ const (
 // is replaced: a context keeps about 40 KiB of every file it evaluated, and
 // the garbage collector rescans all of it. Compiling the schema again costs
 // about one file's validation. Measured on cold `metalsync validate` of 10k
-// generated nodes, 2 cores: 1000 files gave 251-281 MiB peak RSS, 250 gave
-// 133-144 MiB and 100 gave 114-118 MiB, with 10-15% less CPU time.
+// generated nodes, 2 cores: 1000 files gave 249-281 MiB peak RSS, 250 gave
+// 133-144 MiB and 100 gave 114-118 MiB; CPU time did not change beyond the
+// noise of a shared machine.
 const filesPerContext = 100
 
 // maxFileSize refuses absurd files before CUE sees them.
