@@ -106,6 +106,7 @@ func TestMediaConsumers(t *testing.T) {
 					add("cloud-init/"+name, []byte(rendered[name]))
 				}
 				checkSummary(t, topo, summary)
+				checkRenderedNetwork(t, f, topo, rendered)
 				compareGolden(t, filepath.Join("testdata", "golden", topo.name+"."+string(f)+".txtar"), txtar.Format(ar))
 			})
 		}

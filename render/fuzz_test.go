@@ -28,15 +28,15 @@ func FuzzNetworkData(f *testing.F) {
 			return
 		}
 		nd, err := NetworkData(&n)
-		nc, v2err := NetworkConfig(&n)
-		if v2err == nil {
-			checkV2(t, &n, nc)
+		nc, v1err := NetworkConfig(&n)
+		if v1err == nil {
+			checkV1(t, &n, nc)
 		}
 		if err != nil {
 			return
 		}
-		if v2err != nil {
-			t.Fatalf("NetworkData accepted what NetworkConfig rejects: %v", v2err)
+		if v1err != nil {
+			t.Fatalf("NetworkData accepted what NetworkConfig rejects: %v", v1err)
 		}
 		var doc osNetworkData
 		if err := json.Unmarshal(nd, &doc); err != nil {
@@ -66,19 +66,26 @@ func FuzzNetworkData(f *testing.F) {
 	})
 }
 
-// checkV2 parses the hand-written YAML back and counts its interfaces.
-func checkV2(t *testing.T, n *schema.Network, doc []byte) {
+// checkV1 parses the hand-written YAML back and counts its interfaces.
+func checkV1(t *testing.T, n *schema.Network, doc []byte) {
 	t.Helper()
-	var v2 struct {
-		Version   int            `json:"version"`
-		Ethernets map[string]any `json:"ethernets"`
-		Bonds     map[string]any `json:"bonds"`
-		VLANs     map[string]any `json:"vlans"`
+	var v1 struct {
+		Version int `json:"version"`
+		Config  []struct {
+			Type string `json:"type"`
+			Name string `json:"name"`
+		} `json:"config"`
 	}
-	if err := yaml.UnmarshalStrict(doc, &v2); err != nil {
+	if err := yaml.Unmarshal(doc, &v1); err != nil {
 		t.Fatalf("network-config is not YAML of the expected shape: %v\n%s", err, doc)
 	}
-	if got := len(v2.Ethernets) + len(v2.Bonds) + len(v2.VLANs); v2.Version != 2 || got != len(n.Links) {
-		t.Fatalf("network-config: version %d with %d interfaces, want version 2 with %d", v2.Version, got, len(n.Links))
+	links := 0
+	for _, c := range v1.Config {
+		if c.Type != "nameserver" {
+			links++
+		}
+	}
+	if v1.Version != 1 || links != len(n.Links) {
+		t.Fatalf("network-config: version %d with %d interfaces, want version 1 with %d", v1.Version, links, len(n.Links))
 	}
 }

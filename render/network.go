@@ -31,10 +31,7 @@ func knownBondMode(m string) bool {
 type netPlan struct {
 	links  []*planLink
 	byName map[string]*planLink
-	// dnsLink is the link that carries resolvers in network-config v2,
-	// which has no global nameservers.
-	dnsLink *planLink
-	dns     schema.DNS
+	dns    schema.DNS
 }
 
 type planLink struct {
@@ -131,7 +128,7 @@ func plan(n *schema.Network) (*netPlan, error) {
 	return p, nil
 }
 
-// checkIfName accepts names Linux accepts for an interface, because v2
+// checkIfName accepts names Linux accepts for an interface, because
 // network-config uses them as interface names.
 func checkIfName(s string) error {
 	if s == "" {
@@ -316,28 +313,14 @@ func (p *netPlan) setDNS(d schema.DNS) error {
 	if len(p.dns.Servers) == 0 && len(p.dns.Search) == 0 {
 		return nil
 	}
-	// Resolvers go with the default route (IPv4 first), else the first
-	// link with an address.
-	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
-		for _, l := range p.links {
-			for _, rs := range l.routes {
-				for _, r := range rs {
-					if r.to == def && p.dnsLink == nil {
-						p.dnsLink = l
-					}
-				}
-			}
-		}
-	}
+	// cloud-init puts resolvers on links with an address: without one
+	// they would reach no link.
 	for _, l := range p.links {
-		if p.dnsLink == nil && len(l.addrs) > 0 {
-			p.dnsLink = l
+		if len(l.addrs) > 0 {
+			return nil
 		}
 	}
-	if p.dnsLink == nil {
-		return errors.New("no link has an address to carry the resolvers")
-	}
-	return nil
+	return errors.New("no link has an address to carry the resolvers")
 }
 
 func checkDomain(s string) error {

@@ -105,8 +105,8 @@ func TestNoStaticNetworkIsSentinel(t *testing.T) {
 	}
 }
 
-// TestMemberWithoutMAC: v2 can name a NIC by its kernel name when there is
-// no MAC; the entry is then an empty mapping.
+// TestMemberWithoutMAC: NoCloud can name a NIC by its kernel name when
+// there is no MAC; the entry then has only its name.
 func TestMemberWithoutMAC(t *testing.T) {
 	got, err := NetworkConfig(&schema.Network{Links: []schema.Link{
 		{Name: "eth0", Type: "phy"},
@@ -116,24 +116,53 @@ func TestMemberWithoutMAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `version: 2
-ethernets:
-  "eth0": {}
-  "eth1":
-    match:
-      macaddress: "52:54:00:00:00:02"
-    set-name: "eth1"
-bonds:
-  "bond0":
-    interfaces:
+	want := `version: 1
+config:
+  - type: "physical"
+    name: "eth0"
+  - type: "physical"
+    name: "eth1"
+    mac_address: "52:54:00:00:00:02"
+  - type: "bond"
+    name: "bond0"
+    mac_address: "52:54:00:00:00:02"
+    bond_interfaces:
       - "eth1"
       - "eth0"
-    macaddress: "52:54:00:00:00:02"
-    parameters:
-      mode: "active-backup"
-      mii-monitor-interval: 100
-    addresses:
-      - "192.0.2.10/24"
+    params:
+      bond-mode: "active-backup"
+      bond-miimon: 100
+    subnets:
+      - type: "static"
+        address: "192.0.2.10/24"
+`
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestNetworkConfigSearchOnly: NoCloud carries search domains without a
+// server (cloud-init needs the address key, empty).
+func TestNetworkConfigSearchOnly(t *testing.T) {
+	got, err := NetworkConfig(&schema.Network{
+		Links: []schema.Link{phy("eth0", "52:54:00:00:00:01", "192.0.2.10/24")},
+		DNS:   &schema.DNS{Search: []string{"example.com."}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `version: 1
+config:
+  - type: "physical"
+    name: "eth0"
+    mac_address: "52:54:00:00:00:01"
+    subnets:
+      - type: "static"
+        address: "192.0.2.10/24"
+  - type: "nameserver"
+    address: []
+    search:
+      - "example.com"
 `
 	if diff := cmp.Diff(want, string(got)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

@@ -113,6 +113,55 @@ func topologies() []topology {
 			knownMACs: map[string]string{"52:54:00:06:00:01": "ens3"},
 		},
 		{
+			// Two subnets on one NIC, a route through each: the second
+			// address's route must stay on the second address.
+			name: "two-ipv4-addresses",
+			node: Node{
+				Name: "r1-n08",
+				Network: &schema.Network{
+					Links: []schema.Link{{Name: "eno1", Type: "phy", MAC: "52:54:00:08:00:01", Addresses: []string{"192.0.2.80/24", "198.51.100.80/24"}}},
+					Routes: []schema.Route{
+						{To: "0.0.0.0/0", Via: "192.0.2.1"},
+						{To: "203.0.113.0/24", Via: "198.51.100.1"},
+					},
+				},
+			},
+			knownMACs: map[string]string{"52:54:00:08:00:01": "ens3"},
+		},
+		{
+			name: "ipv4-route-metric",
+			node: Node{
+				Name: "r1-n09",
+				Network: &schema.Network{
+					Links: []schema.Link{{Name: "eno1", Type: "phy", MAC: "52:54:00:09:00:01", Addresses: []string{"10.9.0.90/24"}}},
+					Routes: []schema.Route{
+						{To: "0.0.0.0/0", Via: "10.9.0.1", Metric: 100},
+						{To: "192.168.50.0/24", Via: "10.9.0.254", Metric: 300},
+					},
+				},
+			},
+			knownMACs: map[string]string{"52:54:00:09:00:01": "ens3"},
+		},
+		{
+			// The IPv6 default route on an interface whose first address
+			// is IPv4, with a metric.
+			name: "ipv6-default-route",
+			node: Node{
+				Name: "r1-n10",
+				Network: &schema.Network{
+					Links: []schema.Link{
+						{Name: "eno1", Type: "phy", MAC: "52:54:00:10:00:01", Addresses: []string{"192.0.2.100/24"}},
+						{Name: "eno2", Type: "phy", MAC: "52:54:00:10:00:02", Addresses: []string{"172.16.10.100/24", "2001:db8:10::100/64"}},
+					},
+					Routes: []schema.Route{
+						{To: "0.0.0.0/0", Via: "192.0.2.1"},
+						{To: "::/0", Via: "2001:db8:10::1", Metric: 200},
+					},
+				},
+			},
+			knownMACs: map[string]string{"52:54:00:10:00:01": "ens3", "52:54:00:10:00:02": "ens4"},
+		},
+		{
 			name: "dhcp",
 			node: Node{
 				Name:    "r1-n07",
