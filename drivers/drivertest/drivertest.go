@@ -9,6 +9,11 @@
 //     driver or the caller can read them back), so a fake success fails;
 //   - an operation the BMC lacks, and an unknown action, boot device, boot
 //     mode or media kind, returns an error matching drivers.ErrUnsupported;
+//   - a capability the driver implements (declares) works on the peer: an
+//     ErrUnsupported from it fails the suite, except for what the contract
+//     makes optional (floppy and USB slots) and the boot requests
+//     Options.BootLacks names; a capability the driver does not implement
+//     is skipped;
 //   - repeating a power action, or ejecting an empty media slot, succeeds;
 //   - a cancelled or expired ctx makes every method return ctx's error
 //     without acting;
@@ -38,6 +43,12 @@ type Options struct {
 	// 0 means one minute.
 	PowerTimeout time.Duration
 
+	// BootLacks, when set, tells the boot requests the peer under test
+	// cannot honour (a UEFI-only BMC and legacy mode; ipmi_sim, which drops
+	// the persistent and EFI flags). SetBoot must return ErrUnsupported for
+	// exactly those: boot is a declared capability, so an ErrUnsupported
+	// anywhere else fails the suite, and so does a success here.
+	BootLacks func(drivers.BootOptions) bool
 	// CheckBoot, when set, is called after each successful SetBoot to check
 	// that the peer really holds want (a simulator's state, ipmitool). It
 	// reports mismatches with t.Errorf.
@@ -115,7 +126,10 @@ func (s *suite) noSecret(t *testing.T, op string, err error) {
 	}
 }
 
-// must fails the test on any error except ErrUnsupported, which skips it.
+// must fails the test on any error. ErrUnsupported fails it too: must is
+// only called for a capability the driver declares (implements), and a
+// declared capability that the peer under test cannot serve is a driver bug
+// or a wrong declaration, not something to skip.
 func (s *suite) must(t *testing.T, op string, err error) {
 	t.Helper()
 	s.noSecret(t, op, err)
@@ -123,9 +137,20 @@ func (s *suite) must(t *testing.T, op string, err error) {
 		return
 	}
 	if errors.Is(err, drivers.ErrUnsupported) {
-		t.Skipf("%s: %v", op, err)
+		t.Fatalf("%s: %v (the driver declares this capability: it must not be unsupported)", op, err)
 	}
 	t.Fatalf("%s: %v", op, err)
+}
+
+// optional is must for what the contract lets a BMC lack inside a
+// capability it has (a floppy or USB slot): ErrUnsupported skips the test.
+func (s *suite) optional(t *testing.T, op string, err error) {
+	t.Helper()
+	if errors.Is(err, drivers.ErrUnsupported) {
+		s.noSecret(t, op, err)
+		t.Skipf("%s: %v", op, err)
+	}
+	s.must(t, op, err)
 }
 
 // wantUnsupported fails the test unless err matches ErrUnsupported.

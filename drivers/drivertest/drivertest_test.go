@@ -2,7 +2,11 @@ package drivertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 
@@ -233,6 +237,7 @@ func TestRunMemBMC(t *testing.T) {
 		RAIDVolume:  &drivers.VolumeSpec{Name: "os", RAIDLevel: "RAID1"},
 		FirmwareURL: "http://127.0.0.1:8080/fw.bin",
 		Password:    "hunter2",
+		BootLacks:   func(o drivers.BootOptions) bool { return o.Mode == drivers.BootModeLegacy },
 		CheckBoot: func(t *testing.T, b drivers.BMC, want drivers.BootOptions) {
 			got := b.(*memBMC).boot
 			if diff := cmp.Diff(want, got); diff != "" {
@@ -247,6 +252,67 @@ func TestRunMemBMC(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]any{"BootMode": "Uefi", "NumLock": true, "Cores": 8.0}, m.bios); diff != "" {
 		t.Errorf("BIOS not restored (-want +got):\n%s", diff)
+	}
+}
+
+// brokenBMC is memBMC with one declared capability the peer cannot serve.
+type brokenBMC struct {
+	*memBMC
+	broken string
+}
+
+func (b brokenBMC) MediaStatus(ctx context.Context, kind drivers.MediaKind) (drivers.MediaStatus, error) {
+	if b.broken == "media" {
+		return drivers.MediaStatus{}, drivers.Unsupported("broken", "media status")
+	}
+	return b.memBMC.MediaStatus(ctx, kind)
+}
+
+func (b brokenBMC) Inventory(ctx context.Context) (drivers.Inventory, error) {
+	if b.broken == "inventory" {
+		return drivers.Inventory{}, drivers.Unsupported("broken", "inventory")
+	}
+	return b.memBMC.Inventory(ctx)
+}
+
+// TestDeclaredUnsupportedFails runs the suite, in a child process, against
+// drivers that implement a capability the peer does not serve: the suite
+// must fail them, not skip. So must a BootLacks that does not hold.
+func TestDeclaredUnsupportedFails(t *testing.T) {
+	const env = "DRIVERTEST_BROKEN"
+	if broken := os.Getenv(env); broken != "" {
+		opts := Options{BootLacks: func(o drivers.BootOptions) bool { return o.Mode == drivers.BootModeLegacy }}
+		if broken == "boot-lacks" {
+			// memBMC does UEFI: a BootLacks naming it is wrong.
+			opts.BootLacks = func(o drivers.BootOptions) bool { return o.Mode != drivers.BootModeUnset }
+		}
+		b := brokenBMC{newMemBMC(), broken}
+		Run(t, func(*testing.T) drivers.BMC { return b }, opts)
+		return
+	}
+	tests := []struct {
+		broken string
+		want   []string // in the child's output
+	}{
+		{"media", []string{"--- FAIL: TestDeclaredUnsupportedFails/media/eject-empty", "MediaStatus cd: broken: media status: unsupported by this BMC (the driver declares this capability"}},
+		{"inventory", []string{"--- FAIL: TestDeclaredUnsupportedFails/inventory", "Inventory: broken: inventory: unsupported by this BMC (the driver declares this capability"}},
+		{"boot-lacks", []string{"--- FAIL: TestDeclaredUnsupportedFails/boot/pxe-uefi-once", "SetBoot pxe-uefi-once (Options.BootLacks): succeeded, want an error matching drivers.ErrUnsupported"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.broken, func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestDeclaredUnsupportedFails$", "-test.v")
+			cmd.Env = append(os.Environ(), env+"="+tc.broken)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("the suite did not fail a driver with broken %s: %v\n%s", tc.broken, err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }
 

@@ -17,7 +17,11 @@ func (s *suite) testMedia(t *testing.T) {
 	status := func(t *testing.T, kind drivers.MediaKind) drivers.MediaStatus {
 		t.Helper()
 		st, err := mm.MediaStatus(s.ctx(t), kind)
-		s.must(t, "MediaStatus "+string(kind), err)
+		if kind == drivers.MediaCD {
+			s.must(t, "MediaStatus "+string(kind), err)
+		} else {
+			s.optional(t, "MediaStatus "+string(kind), err)
+		}
 		if st.Kind != kind {
 			t.Errorf("MediaStatus(%s).Kind = %q", kind, st.Kind)
 		}

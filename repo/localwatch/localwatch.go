@@ -92,6 +92,13 @@ func (w *Watcher) Close() error { return w.fsw.Close() }
 // returns ctx's error.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.fsw.Close()
+	return w.loop(ctx, w.fsw.Events, w.fsw.Errors)
+}
+
+// loop handles events and errors until ctx is done, and sends on w.c once
+// the relevant ones have stopped for w.quiet, or w.maxWait after the first
+// of a burst that does not stop.
+func (w *Watcher) loop(ctx context.Context, events <-chan fsnotify.Event, errs <-chan error) error {
 	var quiet, max <-chan time.Time
 	var quietT, maxT *time.Timer
 	stop := func() {
@@ -126,7 +133,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			fire()
 		case <-max:
 			fire()
-		case err, ok := <-w.fsw.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return errors.New("localwatch: watcher closed")
 			}
@@ -141,7 +148,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				continue
 			}
 			w.log.Error("watch", "dir", w.dir, "err", err)
-		case ev, ok := <-w.fsw.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return errors.New("localwatch: watcher closed")
 			}

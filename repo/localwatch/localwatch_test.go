@@ -2,12 +2,16 @@ package localwatch
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -38,17 +42,6 @@ func waitTrigger(t *testing.T, w *Watcher, what string) {
 	}
 }
 
-// noTrigger checks that nothing fires for a while. It can only pass
-// wrongly on a slow machine, never fail wrongly.
-func noTrigger(t *testing.T, w *Watcher, what string) {
-	t.Helper()
-	select {
-	case <-w.C():
-		t.Fatalf("trigger after %s", what)
-	case <-time.After(400 * time.Millisecond):
-	}
-}
-
 func write(t *testing.T, p, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -59,54 +52,207 @@ func write(t *testing.T, p, content string) {
 	}
 }
 
+// settle writes a marker file and handles the watcher's events, one at a
+// time as Run would, up to the marker's: inotify queues one watcher's events
+// in order, so every event of what was done before has then been handled.
+// It reports whether any of them may have changed the inventory. Driving
+// handle directly leaves out the debouncing (TestDebounce covers it), so
+// what each change did is known exactly, whatever the machine's load.
+func settle(t *testing.T, w *Watcher, n int) (relevant bool) {
+	t.Helper()
+	mark := filepath.Join(w.dir, fmt.Sprintf("settle-%d", n))
+	if err := os.WriteFile(mark, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The bound only guards against a hang.
+	guard := time.NewTimer(20 * time.Second)
+	defer guard.Stop()
+	for {
+		select {
+		case ev := <-w.fsw.Events:
+			if ev.Name == mark {
+				return relevant
+			}
+			if w.handle(ev) {
+				relevant = true
+			}
+		case err := <-w.fsw.Errors:
+			t.Fatalf("watch error: %v", err)
+		case <-guard.C:
+			t.Fatalf("no event for %s", mark)
+		}
+	}
+}
+
 func TestWatchNestedDirectories(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "nodes", "r1", "n01.yaml"), "a")
+	w, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	p := func(elem ...string) string { return filepath.Join(append([]string{dir}, elem...)...) }
+	base := []string{dir, p("nodes"), p("nodes", "r1")}
+	steps := []struct {
+		name     string
+		do       func(t *testing.T)
+		relevant bool
+		watches  []string // nil: unchanged
+	}{
+		{
+			name:     "editing an existing nested file",
+			do:       func(t *testing.T) { write(t, p("nodes", "r1", "n01.yaml"), "b") },
+			relevant: true,
+		},
+		{
+			// The file is written before the watcher sees the new
+			// directories, so before their watches can exist: the scan
+			// of a new directory finds it.
+			name:     "creating nested directories with a file",
+			do:       func(t *testing.T) { write(t, p("nodes", "r2", "deep", "n02.yaml"), "c") },
+			relevant: true,
+			watches:  append(slices.Clone(base), p("nodes", "r2"), p("nodes", "r2", "deep")),
+		},
+		{
+			name:     "a file in a directory created after start",
+			do:       func(t *testing.T) { write(t, p("nodes", "r2", "deep", "n03.yml"), "d") },
+			relevant: true,
+		},
+		{
+			name: "renaming a directory",
+			do: func(t *testing.T) {
+				if err := os.Rename(p("nodes", "r2"), p("nodes", "r3")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			relevant: true,
+			watches:  append(slices.Clone(base), p("nodes", "r3"), p("nodes", "r3", "deep")),
+		},
+		{
+			name:     "a file in a renamed directory",
+			do:       func(t *testing.T) { write(t, p("nodes", "r3", "deep", "n04.cue"), "e") },
+			relevant: true,
+		},
+		{
+			name: "removing a directory",
+			do: func(t *testing.T) {
+				if err := os.RemoveAll(p("nodes", "r3")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			relevant: true,
+			watches:  base,
+		},
+		{
+			name: "writing ignored files",
+			do: func(t *testing.T) {
+				write(t, p(".git", "refs", "heads", "main"), "x")
+				write(t, p(".git", "x.yaml"), "x")
+				write(t, p("nodes", "r1", ".n01.yaml.swp"), "x")
+				write(t, p("nodes", "r1", "n01.yaml~"), "x")
+				write(t, p("nodes", "r1", "4913"), "x")
+				write(t, p("nodes", "r1", "#n01.yaml#"), "x")
+				write(t, p("README.md"), "x")
+			},
+			relevant: false,
+			watches:  base,
+		},
+	}
+	for i, st := range steps {
+		st.do(t)
+		if got := settle(t, w, i); got != st.relevant {
+			t.Errorf("%s: relevant = %v, want %v", st.name, got, st.relevant)
+		}
+		if st.watches != nil {
+			if diff := cmp.Diff(sorted(st.watches), sorted(w.fsw.WatchList())); diff != "" {
+				t.Errorf("%s: watches (-want +got):\n%s", st.name, diff)
+			}
+		}
+	}
+}
+
+// TestDebounce runs the event loop on synthetic events in a synctest bubble,
+// whose clock moves only when every goroutine in it waits: the triggers'
+// times are exact.
+func TestDebounce(t *testing.T) {
+	const ms = time.Millisecond
+	// every returns n writes of file, step apart.
+	every := func(n int, step time.Duration, file string) []timedEvent {
+		evs := make([]timedEvent, n)
+		for i := range evs {
+			evs[i] = timedEvent{at: time.Duration(i) * step, file: file}
+		}
+		return evs
+	}
+	tests := []struct {
+		name   string
+		events []timedEvent
+		want   []time.Duration // times of the triggers
+	}{
+		{"one write", every(1, 0, "nodes/a.yaml"), []time.Duration{50 * ms}},
+		{"a burst is one trigger", every(20, 10*ms, "nodes/a.yaml"), []time.Duration{240 * ms}},
+		{"a quiet period ends a burst", []timedEvent{{0, "a.yaml"}, {30 * ms, "b.cue"}, {100 * ms, "a.yaml"}},
+			[]time.Duration{80 * ms, 150 * ms}},
+		{"constant change fires every MaxWait", every(84, 30*ms, "nodes/a.yaml"),
+			[]time.Duration{1000 * ms, 2020 * ms, 2540 * ms}},
+		{"ignored files", []timedEvent{{0, "README.md"}, {10 * ms, ".git/x.yaml"}, {20 * ms, "nodes/.a.yaml.swp"}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := &Watcher{dir: "/inv", quiet: 50 * ms, maxWait: time.Second,
+					log: slog.New(slog.DiscardHandler), c: make(chan struct{}, 1)}
+				events, errs := make(chan fsnotify.Event), make(chan error)
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error, 1)
+				go func() { done <- w.loop(ctx, events, errs) }()
+				var got []time.Duration
+				collected := make(chan struct{})
+				start := time.Now()
+				go func() {
+					defer close(collected)
+					for {
+						select {
+						case <-w.c:
+							got = append(got, time.Since(start))
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+				for _, ev := range tc.events {
+					time.Sleep(ev.at - time.Since(start))
+					events <- fsnotify.Event{Name: "/inv/" + ev.file, Op: fsnotify.Write}
+				}
+				time.Sleep(time.Hour)
+				cancel()
+				<-collected
+				if err := <-done; err != context.Canceled {
+					t.Errorf("loop returned %v, want context.Canceled", err)
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("trigger times (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
+
+type timedEvent struct {
+	at   time.Duration // since the first event
+	file string        // relative to the watched directory
+}
+
+// TestRunTriggers checks the whole path through fsnotify and Run: a change
+// gives a trigger.
+func TestRunTriggers(t *testing.T) {
+	dir := t.TempDir()
 	w := start(t, dir)
-
-	// An existing nested file.
-	write(t, filepath.Join(dir, "nodes", "r1", "n01.yaml"), "b")
-	waitTrigger(t, w, "editing an existing nested file")
-
-	// Directories created after the watch started, file written at once
-	// (before the new directories' watches can exist).
-	write(t, filepath.Join(dir, "nodes", "r2", "deep", "n02.yaml"), "c")
+	write(t, filepath.Join(dir, "nodes", "r1", "n01.yaml"), "a")
 	waitTrigger(t, w, "creating nested directories with a file")
-
-	// A later file in the new directory is seen through its own watch.
-	write(t, filepath.Join(dir, "nodes", "r2", "deep", "n03.yml"), "d")
+	write(t, filepath.Join(dir, "nodes", "r1", "n02.yaml"), "b")
 	waitTrigger(t, w, "a file in a directory created after start")
-
-	// Renamed directory: the new path is watched.
-	if err := os.Rename(filepath.Join(dir, "nodes", "r2"), filepath.Join(dir, "nodes", "r3")); err != nil {
-		t.Fatal(err)
-	}
-	waitTrigger(t, w, "renaming a directory")
-	write(t, filepath.Join(dir, "nodes", "r3", "deep", "n04.cue"), "e")
-	waitTrigger(t, w, "a file in a renamed directory")
-
-	// Removing a directory of inventory files.
-	if err := os.RemoveAll(filepath.Join(dir, "nodes", "r3")); err != nil {
-		t.Fatal(err)
-	}
-	waitTrigger(t, w, "removing a directory")
-
-	// Noise: git internals, editor temporaries, other file types.
-	write(t, filepath.Join(dir, ".git", "refs", "heads", "main"), "x")
-	write(t, filepath.Join(dir, ".git", "x.yaml"), "x")
-	write(t, filepath.Join(dir, "nodes", "r1", ".n01.yaml.swp"), "x")
-	write(t, filepath.Join(dir, "nodes", "r1", "n01.yaml~"), "x")
-	write(t, filepath.Join(dir, "nodes", "r1", "4913"), "x")
-	write(t, filepath.Join(dir, "nodes", "r1", "#n01.yaml#"), "x")
-	write(t, filepath.Join(dir, "README.md"), "x")
-	noTrigger(t, w, "writing ignored files")
-
-	// A burst of changes gives one trigger, not one per file.
-	for i := 0; i < 20; i++ {
-		write(t, filepath.Join(dir, "nodes", "r1", "n01.yaml"), string(rune('a'+i)))
-	}
-	waitTrigger(t, w, "a burst of writes")
-	noTrigger(t, w, "the burst settled")
 }
 
 func TestWatchOverflowRescans(t *testing.T) {
