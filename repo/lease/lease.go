@@ -51,10 +51,23 @@ type Record struct {
 	Operation string    `json:"operation"`
 	Since     time.Time `json:"since"`
 	Expires   time.Time `json:"expires"`
+	// Machine and PID identify the holder's process where it runs (see
+	// localMachine); they let a restarted daemon take over the lease its
+	// killed predecessor left on the same machine without waiting for it
+	// to expire.
+	Machine string `json:"machine,omitempty"`
+	PID     int    `json:"pid,omitempty"`
 }
 
 // Expired reports whether r's holder let it lapse by now.
 func (r Record) Expired(now time.Time) bool { return now.After(r.Expires) }
+
+// Orphaned reports whether r's holder is a process of this machine (same
+// host, boot and pid namespace) that no longer exists: a killed run.
+func (r Record) Orphaned() bool {
+	m := localMachine()
+	return m != "" && r.Machine == m && r.PID > 0 && r.PID != os.Getpid() && processGone(r.PID)
+}
 
 func (r Record) marshal() []byte {
 	b, err := json.MarshalIndent(r, "", "  ")
@@ -160,7 +173,8 @@ type Request struct {
 // it gives up (each lost race means someone else took or changed it).
 const maxRaces = 10
 
-// Acquire takes the lease for req, taking over an expired one. A lease
+// Acquire takes the lease for req, taking over an expired one, or one whose
+// holder was a process of this machine that is gone (killed). A lease
 // held by someone else gives a *HeldError (after waiting up to req.Wait).
 func (l *Lease) Acquire(ctx context.Context, req Request) (*Held, error) {
 	if req.TTL <= 0 {
@@ -185,7 +199,7 @@ func (l *Lease) Acquire(ctx context.Context, req Request) (*Held, error) {
 			return nil, fmt.Errorf("lease in %s: %w", l.store, err)
 		}
 		now := l.now()
-		if cur != nil && !cur.Expired(now) {
+		if cur != nil && !cur.Expired(now) && !cur.Orphaned() {
 			if req.Wait <= 0 {
 				return nil, &HeldError{Record: *cur, Where: l.store.String()}
 			}
@@ -202,7 +216,8 @@ func (l *Lease) Acquire(ctx context.Context, req Request) (*Held, error) {
 			return nil, err
 		}
 		rec := Record{ID: id, Holder: req.Holder, Operation: req.Operation,
-			Since: now.UTC().Truncate(time.Second), Expires: now.Add(req.TTL).UTC().Truncate(time.Second)}
+			Since: now.UTC().Truncate(time.Second), Expires: now.Add(req.TTL).UTC().Truncate(time.Second),
+			Machine: localMachine(), PID: os.Getpid()}
 		nv, err := l.store.Swap(ctx, ver, &rec)
 		if err == nil {
 			return &Held{lease: l, rec: rec, ver: nv, ttl: req.TTL, start: start}, nil
