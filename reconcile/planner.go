@@ -121,13 +121,16 @@ func planNode(n *schema.Node, st schema.NodeStatusBody, seen bool, site schema.S
 		return np
 	}
 	p := &nodePlanner{n: n, st: st, site: site, templates: templates, np: np,
-		b: &builder{node: n, driver: addr.Driver, caps: caps, power: power, macs: inspectedMACs(st.Inspect)}}
+		b: &builder{node: n, driver: addr.Driver, caps: caps, power: power, macs: inspectedMACs(st.Inspect), nicsUnknown: inspectedNICsUnknown(st.Inspect)}}
 	p.plan(from)
 	if p.b.err != nil {
 		p.np.Operations = nil
 		p.np.To, p.np.PowerTo = p.np.From, p.np.PowerFrom
 		p.np.Error = p.b.err.Error()
 		return p.np
+	}
+	if p.b.guardOff != "" {
+		p.note(plan.ReasonCapability, "%s", p.b.guardOff)
 	}
 	for _, op := range p.np.Operations {
 		if err := checkOperation(op); err != nil {
@@ -408,6 +411,7 @@ func (p *nodePlanner) advance(cur plan.State) (plan.State, bool) {
 		return addOp(plan.KindUndeploy, reason), false
 	case plan.StateInspectFailed:
 		if _, ok := p.needsInspect(); ok {
+			p.powerBeforeRetry(cur)
 			return addOp(plan.KindInspect, plan.ReasonRetryFailed), false
 		}
 		return addOp(plan.KindManage, plan.ReasonRetryFailed), false
@@ -502,6 +506,27 @@ func (p *nodePlanner) finalPower(cur plan.State) {
 	}
 	p.add(plan.Operation{Kind: plan.KindPower, Reason: reason, From: cur, To: cur, Steps: []plan.Step{s}})
 	p.np.PowerTo = p.b.power
+}
+
+// powerBeforeRetry enforces power drift (powerSync: enforce) of a node in
+// inspect failed before its inspection is tried again: an inspection that
+// keeps failing would otherwise hold back the power operation planned
+// after it (operations after an inspection wait for it to be recorded),
+// and inspection failure must never block power enforcement.
+func (p *nodePlanner) powerBeforeRetry(cur plan.State) {
+	want := plan.PowerState(p.n.Spec.Power)
+	if want == "" || p.b.power == want || p.site.PowerSync == "report" || (want == plan.PowerOff && p.n.Spec.DisablePowerOff) {
+		return
+	}
+	action := plan.PowerActionOn
+	if want == plan.PowerOff {
+		action = plan.PowerActionOff
+	}
+	s, ok := p.b.powerStep(cur, action)
+	if !ok {
+		return
+	}
+	p.add(plan.Operation{Kind: plan.KindPower, Reason: plan.ReasonPowerDrift, From: cur, To: cur, Steps: []plan.Step{s}})
 }
 
 // checkOperation verifies an operation against the state machine: every

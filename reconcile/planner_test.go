@@ -84,7 +84,15 @@ func TestPlanGolden(t *testing.T) {
 				s.Network = phyNet("52:54:00:00:00:99")
 				s.Network.DHCP = new(true)
 			}),
+			// The BMC did not report NICs: the guard is off, and says so.
+			node("nics-unknown", rf, "available", func(s *schema.NodeSpec) { s.Network = phyNet("52:54:00:00:00:99") }),
 		), Observed{
+			"nics-unknown": func() schema.NodeStatusBody {
+				s := settled("manageable", "off")
+				s.Inspect.Warnings = []string{"network: not read: GET /redfish/v1/Systems/1/EthernetInterfaces: 404 not found"}
+				s.Inspect.Inventory = map[string]any{"nicsUnknown": true}
+				return s
+			}(),
 			"wrong-mac": withNICs(settled("manageable", "off")),
 			"right-mac": withNICs(settled("manageable", "off")),
 			"dhcp":      withNICs(settled("manageable", "off")),
@@ -175,6 +183,25 @@ func TestPlanGolden(t *testing.T) {
 			"inspect-failed": settled("inspect failed", "off"),
 			"error":          settled("error", "on"),
 			"bad-state":      settled("exploded", "on"),
+		}, withAgent},
+		// An inspection that keeps failing does not hold power back: the
+		// drift is enforced before the inspection is tried again; with
+		// powerSync: report, or no drift, only the inspection is retried.
+		{"inspect-failed-power", inventory(nil, nil,
+			node("never-inspected", rf, "manageable", func(s *schema.NodeSpec) { s.Power = "on" }),
+			node("token", rf, "manageable", func(s *schema.NodeSpec) { s.Power = "off"; s.Inspect = "t2" }),
+			node("no-drift", rf, "manageable", func(s *schema.NodeSpec) { s.Power = "off"; s.Inspect = "t2" }),
+			node("disable-power-off", rf, "manageable", func(s *schema.NodeSpec) { s.Power = "off"; s.Inspect = "t2"; s.DisablePowerOff = true }),
+		), Observed{
+			"never-inspected":   {ProvisionState: "inspect failed", Power: "off", LastError: "inspect: GET /redfish/v1/Systems/1: 404 not found"},
+			"token":             settled("inspect failed", "on"),
+			"no-drift":          settled("inspect failed", "off"),
+			"disable-power-off": settled("inspect failed", "on"),
+		}, withAgent},
+		{"inspect-failed-report", inventory(report, nil,
+			node("never-inspected", rf, "manageable", func(s *schema.NodeSpec) { s.Power = "on" }),
+		), Observed{
+			"never-inspected": {ProvisionState: "inspect failed", Power: "off"},
 		}, withAgent},
 		{"no-changes", inventory(nil, nil,
 			node("n1", rf, "active", func(s *schema.NodeSpec) { s.Power = "on" }),

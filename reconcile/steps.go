@@ -159,7 +159,11 @@ type builder struct {
 	// macs are the NIC MACs the last inspection found (lower case); nil
 	// when the node was never inspected or the inventory lists no NICs.
 	macs map[string]bool
-	err  error // first capability error; the node's plan is refused
+	// nicsUnknown says the last inspection could not read the NICs: the
+	// MAC guard is off, and guardOff says so in a note once it mattered.
+	nicsUnknown bool
+	guardOff    string
+	err         error // first capability error; the node's plan is refused
 	// errWrapped is set once err names the operation it came from.
 	errWrapped bool
 }
@@ -242,9 +246,30 @@ func (b *builder) bootAgent(state plan.State, source string) []plan.Step {
 // last inspection did not find: cloud-init drops the whole network
 // configuration when one link's MAC is missing, and the node would come
 // up unreachable.
+//
+// When the BMC did not report the NICs, nothing is known of the MACs: the
+// guard is off for the node, and the plan says so in a note (guardOff)
+// rather than boot the node silently unchecked.
 func (b *builder) checkMACs() {
 	nw := b.node.Spec.Network
-	if b.err != nil || b.macs == nil || nw == nil || (nw.DHCP != nil && *nw.DHCP) {
+	if b.err != nil || nw == nil || (nw.DHCP != nil && *nw.DHCP) {
+		return
+	}
+	if b.nicsUnknown {
+		var links []string
+		for _, l := range nw.Links {
+			if l.Type == schema.LinkPhy && l.MAC != "" {
+				links = append(links, l.Name+" "+l.MAC)
+			}
+		}
+		if len(links) > 0 && b.guardOff == "" {
+			b.guardOff = fmt.Sprintf("MAC guard off: the BMC did not report NICs; the MACs of %s are not checked against the machine "+
+				"(cloud-init drops the whole network configuration when one is wrong). Check them, or fix the BMC and change spec.inspect to inspect again",
+				strings.Join(links, ", "))
+		}
+		return
+	}
+	if b.macs == nil {
 		return
 	}
 	have := slices.Sorted(maps.Keys(b.macs))
@@ -257,6 +282,16 @@ func (b *builder) checkMACs() {
 			l.Name, l.MAC, strings.Join(have, ", ")))
 		return
 	}
+}
+
+// inspectedNICsUnknown reports whether the last inspection recorded that
+// the BMC did not report the NICs (drivers.Inventory.NICsUnknown).
+func inspectedNICsUnknown(in *schema.Inspected) bool {
+	if in == nil {
+		return false
+	}
+	unknown, _ := in.Inventory["nicsUnknown"].(bool)
+	return unknown
 }
 
 // inspectedMACs reads the NIC MACs of an inspected inventory (status

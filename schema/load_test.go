@@ -100,8 +100,9 @@ func TestStatusRoundTrip(t *testing.T) {
 		Commit: "abc", Power: "on", ProvisionState: "active",
 		Operation: &Operation{Kind: "deploy", Step: 2, Steps: []string{"a", "b", "c"}},
 		Fault:     &Fault{Reason: "power failure", Failures: 3},
-		Inspect:   &Inspected{Token: "t1", Inventory: map[string]any{"cpus": float64(2)}},
-		Deployed:  &Deployed{Image: "https://x/y.raw", Simulated: true},
+		Inspect: &Inspected{Token: "t1", Warnings: []string{"memory: not read: GET /redfish/v1/Systems/1/Memory: 404 not found", "network: not read"},
+			Inventory: map[string]any{"cpus": float64(2), "nicsUnknown": true}},
+		Deployed: &Deployed{Image: "https://x/y.raw", Simulated: true},
 	}}
 	b, err := MarshalStatus(st)
 	if err != nil {

@@ -69,9 +69,15 @@ type Fault struct {
 
 // Inspected is the result of the last inspection.
 type Inspected struct {
-	Token     string         `json:"token,omitempty"`
-	At        string         `json:"at,omitempty"`
-	Simulated bool           `json:"simulated,omitempty"`
+	Token     string `json:"token,omitempty"`
+	At        string `json:"at,omitempty"`
+	Simulated bool   `json:"simulated,omitempty"`
+	// Warnings name each part of the inventory the BMC could not serve
+	// (a section answering 404 or 501), and why, in the driver's stable
+	// order. The inventory is recorded without those parts; when the NICs
+	// could not be read it says so (nicsUnknown: true), and the MAC guard
+	// is off for the node.
+	Warnings  []string       `json:"warnings,omitempty"`
 	Inventory map[string]any `json:"inventory,omitempty"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"metalsync.dev/metalsync/drivers"
@@ -311,11 +312,16 @@ func (s *session) inspect(ctx context.Context, in *plan.Inspect) error {
 	if err != nil {
 		return err
 	}
+	// What the BMC could not serve is a warning in status, not a failure:
+	// only what the node cannot be managed without (power readable,
+	// credentials accepted) fails, and that fails the call above.
+	warnings := slices.Clone(inv.Warnings)
+	inv.Warnings = nil
 	m, err := toMap(inv)
 	if err != nil {
 		return Stall(fmt.Errorf("inventory: %w", err))
 	}
-	s.st.Inspect = &schema.Inspected{Token: in.Token, At: stamp(s.e.clock().Now()), Inventory: m}
+	s.st.Inspect = &schema.Inspected{Token: in.Token, At: stamp(s.e.clock().Now()), Warnings: warnings, Inventory: m}
 	return nil
 }
 

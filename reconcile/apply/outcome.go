@@ -9,6 +9,7 @@ import (
 
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/drivers"
+	"metalsync.dev/metalsync/reconcile/plan"
 )
 
 // Class is the small outcome vocabulary every failure maps to.
@@ -21,7 +22,9 @@ const (
 	// Waiting means the work is in progress: poll again after a while.
 	Waiting
 	// Stalled means a person must act: bad credentials, a missing
-	// capability, a missing agent. Retrying will not help.
+	// capability, a missing agent, a request the BMC refuses for good
+	// (drivers.ErrPermanent: 400, 403, 404, 405, 501...). Retrying will
+	// not help; the step fails at once with the BMC's message.
 	Stalled
 )
 
@@ -59,6 +62,19 @@ func (e *StalledError) Unwrap() error { return e.Err }
 // Stall marks err as needing a person.
 func Stall(err error) error { return &StalledError{Err: err} }
 
+// inspectFailed ends an out-of-band inspection whose retries (or time)
+// ran out as a stalled one: the operation lands in inspect failed with the
+// reason in lastError, instead of resuming at the next pass as other
+// transient failures do. From inspect failed the planner enforces power
+// first and inspects again, so an inspection that keeps failing never
+// blocks power. Other steps are returned as they are.
+func inspectFailed(step plan.Step, err error) error {
+	if step.Action != plan.ActionInspect {
+		return err
+	}
+	return Stall(err)
+}
+
 // ErrPowerNotApplied marks a power change the BMC accepted but that did
 // not take effect: the power read afterwards shows the old state.
 var ErrPowerNotApplied = errors.New("power change did not take effect")
@@ -67,7 +83,10 @@ var ErrPowerNotApplied = errors.New("power change did not take effect")
 // automatically.
 var ErrFault = errors.New("automatic fault")
 
-// Classify maps an error to its class.
+// Classify maps an error to its class. Whatever is not waiting, stalled
+// (a StalledError, rejected credentials, a missing capability or
+// credential, a permanent refusal by the BMC, an automatic fault) is
+// transient: timeouts, connection resets, 5xx other than 501, 429.
 func Classify(err error) Class {
 	var w *WaitingError
 	var s *StalledError
@@ -77,6 +96,7 @@ func Classify(err error) Class {
 	case errors.As(err, &s),
 		errors.Is(err, drivers.ErrAuth),
 		errors.Is(err, drivers.ErrUnsupported),
+		errors.Is(err, drivers.ErrPermanent),
 		errors.Is(err, credentials.ErrMissing),
 		errors.Is(err, ErrFault):
 		return Stalled
@@ -86,7 +106,14 @@ func Classify(err error) Class {
 
 // unhealthy reports whether err says the BMC or the machine is in
 // trouble, as opposed to a bad request: these failures count towards an
-// automatic fault (Ironic's "power failure").
+// automatic fault (Ironic's "power failure"), every attempt of every step,
+// an inspection's included.
+//
+// A permanent refusal (drivers.ErrPermanent, even a 404 on the system
+// itself), rejected credentials and a 429 do not count: the BMC answered,
+// so it is not unhealthy; the step fails at once (or is retried, for a
+// 429) with the BMC's message, which a person acts on. A fault would hide
+// that message behind "power failure" and stop power enforcement.
 func unhealthy(err error) (string, bool) {
 	switch {
 	case errors.Is(err, drivers.ErrUnreachable):

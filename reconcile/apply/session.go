@@ -321,9 +321,12 @@ func (s *session) runStep(ctx context.Context, op plan.Operation, step plan.Step
 			wait = w.After
 		case Transient:
 			if attempt+1 >= attempts {
-				return fmt.Errorf("%s: %d attempts: %w", step.Name(), attempt+1, err)
+				return inspectFailed(step, fmt.Errorf("%s: %d attempts: %w", step.Name(), attempt+1, err))
 			}
 			wait = b.Jittered(attempt)
+			if after, ok := drivers.RetryAfter(err); ok {
+				wait = max(wait, after) // the BMC's Retry-After is the least pause
+			}
 		}
 		ev.Kind, ev.Attempt, ev.Err = StepRetry, attempt, err
 		e.emit(ev)
@@ -331,7 +334,7 @@ func (s *session) runStep(ctx context.Context, op plan.Operation, step plan.Step
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%s: no success within %s: %w", step.Name(), time.Duration(step.Timeout), err)
+			return inspectFailed(step, fmt.Errorf("%s: no success within %s: %w", step.Name(), time.Duration(step.Timeout), err))
 		}
 	}
 }
