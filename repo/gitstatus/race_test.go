@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"metalsync.dev/metalsync/internal/clock"
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitsource/gittest"
 	"metalsync.dev/metalsync/repo/gitstatus"
@@ -276,9 +277,9 @@ func newRacer(t *testing.T, ctx context.Context, url string, shard int, wg *sync
 			}
 		default:
 		}
-		return fixedNow()
+		return fixedClock{}.Now()
 	}
-	r.c, err = gitstatus.New(gitstatus.Config{Source: src, Dir: "status", Author: bot, Now: now, MaxAttempts: 5})
+	r.c, err = gitstatus.New(gitstatus.Config{Source: src, Dir: "status", Author: bot, Clock: holdClock{now: now}, MaxAttempts: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,3 +425,12 @@ func (g *pushGate) release(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// holdClock is a clock whose Now may hold the writer (see newRacer); its
+// waits are the wall clock's.
+type holdClock struct {
+	clock.Real
+	now func() time.Time
+}
+
+func (h holdClock) Now() time.Time { return h.now() }
