@@ -52,6 +52,7 @@ func commands() []command {
 		{"demo", "run the whole loop on the embedded example with simulated BMCs and a local Git remote", runDemo},
 		{"bmc", "talk to one BMC: power, boot device, virtual media, inventory, BIOS", runBMC},
 		{"schema", "print the inventory schema: the embedded CUE, or JSON Schema for editors", runSchema},
+		{"status", "list the nodes with their recorded status, like kubectl get", runStatus},
 	}
 }
 
