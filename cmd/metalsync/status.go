@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"metalsync.dev/metalsync/repo/localwatch"
 	"metalsync.dev/metalsync/schema"
 )
 
@@ -17,6 +18,7 @@ type statusArgs struct {
 	dir    string
 	output string // "" (table), wide or json
 	labels []labelMatch
+	watch  bool
 }
 
 // labelMatch is one key=value of -l; every one must match.
@@ -45,8 +47,9 @@ func parseStatus(args []string, env *Env) (statusArgs, int) {
 	a := statusArgs{dir: "."}
 	fs.Var(labelFlag{&a.labels}, "l", "only nodes with this label, key=value (repeatable; all must match)")
 	fs.StringVar(&a.output, "o", "", "output: wide (more columns) or json")
+	fs.BoolVar(&a.watch, "watch", false, "print again whenever a file in DIR changes (a daemon run with `serve --local DIR`, or a pull), until interrupted")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync status [-l key=value]... [-o wide|json] [DIR]\n\nLists the nodes of the inventory in DIR (default .) with the status the\ndaemon recorded there: owner, provision state, power (desired/observed),\nfault or quarantine, last error and the age of the last observation.")
+		fmt.Fprintln(env.Err, "usage: metalsync status [-l key=value]... [-o wide|json] [--watch] [DIR]\n\nLists the nodes of the inventory in DIR (default .) with the status the\ndaemon recorded there: owner, provision state, power (desired/observed),\nfault or quarantine, last error and the age of the last observation.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
@@ -68,11 +71,48 @@ func parseStatus(args []string, env *Env) (statusArgs, int) {
 	return a, -1
 }
 
-func runStatus(_ context.Context, args []string, env *Env) int {
+func runStatus(ctx context.Context, args []string, env *Env) int {
 	a, code := parseStatus(args, env)
 	if code >= 0 {
 		return code
 	}
+	if !a.watch {
+		return showStatus(a, env)
+	}
+	return watchStatus(ctx, a, env)
+}
+
+// watchStatus shows the status, then again after every settled burst of
+// changes in the directory, until ctx ends. An invalid revision is
+// reported and waited out.
+func watchStatus(ctx context.Context, a statusArgs, env *Env) int {
+	w, err := localwatch.New(localwatch.Config{Dir: a.dir})
+	if err != nil {
+		fmt.Fprintf(env.Err, "metalsync status: watch: %v\n", err)
+		return exitError
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	showStatus(a, env)
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			return exitOK
+		case err := <-done:
+			fmt.Fprintf(env.Err, "metalsync status: watch: %v\n", err)
+			return exitError
+		case <-w.C():
+			fmt.Fprintln(env.Out)
+			showStatus(a, env)
+		}
+	}
+}
+
+// showStatus loads the inventory in a.dir and prints its status once.
+func showStatus(a statusArgs, env *Env) int {
 	inv, diags := loadInventory(a.dir, env)
 	if len(diags) > 0 {
 		fmt.Fprint(env.Err, diags.String())
