@@ -51,6 +51,8 @@ func commands() []command {
 		{"serve", "run the daemon: follow the inventory repository, reconcile, commit status", runServe},
 		{"demo", "run the whole loop on the embedded example with simulated BMCs and a local Git remote", runDemo},
 		{"bmc", "talk to one BMC: power, boot device, virtual media, inventory, BIOS", runBMC},
+		{"schema", "print the inventory schema: the embedded CUE, or JSON Schema for editors", runSchema},
+		{"status", "list the nodes with their recorded status, like kubectl get", runStatus},
 	}
 }
 

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"cuelang.org/go/cue/cuecontext"
+	cueyaml "cuelang.org/go/encoding/yaml"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"metalsync.dev/metalsync/schema"
+)
+
+// compileJSONSchema generates the JSON Schema of kind ("" for every kind)
+// and compiles it with an independent JSON Schema validator.
+func compileJSONSchema(t *testing.T, kind string) *jsonschema.Schema {
+	t.Helper()
+	b, err := jsonSchema(kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("schema.json")
+	if err != nil {
+		t.Fatalf("compile the generated JSON Schema of %q: %v", kind, err)
+	}
+	return s
+}
+
+// yamlInstance reads a YAML file the way the loader does (CUE's YAML
+// decoder: `on` stays a string) and returns it as a JSON Schema instance.
+func yamlInstance(t *testing.T, name string, data []byte) any {
+	t.Helper()
+	f, err := cueyaml.Extract(name, data)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	v := cuecontext.New().BuildFile(f)
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return inst
+}
+
+func exampleFS(t *testing.T) fstest.MapFS {
+	t.Helper()
+	m := fstest.MapFS{}
+	root := os.DirFS("../../inventory-example")
+	err := fs.WalkDir(root, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Ext(p) != ".yaml" {
+			return err
+		}
+		b, err := fs.ReadFile(root, p)
+		m[p] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// kindOf is the kind a file of the example is, by its directory.
+func kindOf(file string) string {
+	switch {
+	case strings.HasPrefix(file, "nodes/"):
+		return schema.KindNode
+	case strings.HasPrefix(file, "owners/"):
+		return schema.KindOwner
+	case strings.HasPrefix(file, "templates/"):
+		return schema.KindDeployTemplate
+	case strings.HasPrefix(file, "status/"):
+		return schema.KindNodeStatus
+	}
+	return schema.KindSite
+}
+
+// A status file as the daemon writes it: the JSON Schema of NodeStatus
+// accepts it too.
+const exampleStatus = `apiVersion: metalsync.dev/v1alpha1
+kind: NodeStatus
+metadata:
+  name: r1-n01
+status:
+  commit: 0123456789abcdef0123456789abcdef01234567
+  updated: "2026-11-01T00:00:00Z"
+  power: "on"
+  provisionState: active
+  target: active
+  operation:
+    kind: deploy
+    step: 2
+    steps: [power_off, insert_media, power_on]
+    intent: {step: write_image, id: c-1}
+  fault: {reason: BMC unreachable, failures: 3}
+  inspect: {at: "2026-11-01T00:00:00Z", inventory: {cpus: 2}}
+  deployed: {image: https://img.example.net/a.raw, steps: [deploy.deploy]}
+  media: {sha256: abc, kind: configdrive}
+`
+
+// TestSchemaJSONAcceptsExample: every file of inventory-example passes
+// the generated JSON Schema, both the one for every kind and its kind's own.
+func TestSchemaJSONAcceptsExample(t *testing.T) {
+	all := compileJSONSchema(t, "")
+	byKind := map[string]*jsonschema.Schema{}
+	for _, k := range schemaKinds {
+		byKind[k] = compileJSONSchema(t, k)
+	}
+	files := exampleFS(t)
+	files["status/r1-n01.yaml"] = &fstest.MapFile{Data: []byte(exampleStatus)}
+	if _, diags := schema.Load(files); len(diags) != 0 {
+		t.Fatalf("the example with a status file is invalid:\n%s", diags)
+	}
+	for name, f := range files {
+		inst := yamlInstance(t, name, f.Data)
+		if err := all.Validate(inst); err != nil {
+			t.Errorf("%s: inventory schema: %v", name, err)
+		}
+		if err := byKind[kindOf(name)].Validate(inst); err != nil {
+			t.Errorf("%s: %s schema: %v", name, kindOf(name), err)
+		}
+	}
+	if len(files) < 10 {
+		t.Fatalf("only %d files in the example", len(files))
+	}
+}
+
+// schemaLevel are the diagnostic codes the loader gives to violations of
+// the CUE schema. An unknown interface or step violates #Step, and the
+// loader words it as a template diagnostic.
+var schemaLevel = map[string]bool{schema.CodeSchema: true, schema.CodeUnknownField: true, schema.CodeLiteralSecret: true, schema.CodeTemplate: true}
+
+// TestSchemaJSONRejectsBroken breaks a copy of the example the way the
+// schema-level cases of schema/rules_test.go do (same names, same edits)
+// and checks that the JSON Schema rejects the broken file, as the loader
+// does with a schema-level diagnostic.
+func TestSchemaJSONRejectsBroken(t *testing.T) {
+	const (
+		n1 = "nodes/rack1/r1-n01.yaml"
+		r2 = "nodes/rack2/r2-n01.yaml"
+	)
+	tests := []struct {
+		name          string
+		file, old, nw string
+	}{
+		{"unknown field with hint", n1, "  bootMode: uefi", "  bootmode: uefi"},
+		{"missing required field", n1, "  owner: platform\n", ""},
+		{"enum", n1, "power: on", "power: of"},
+		{"unquoted mac is a number", r2, `mac: "3c:ec:ef:02:01:01"`, `mac: 123456`},
+		{"mac format", r2, `mac: "3c:ec:ef:02:01:01"`, `mac: "3c:ec:ef:02:01"`},
+		{"literal password", n1, "    tls:\n", "    password: hunter22\n    tls:\n"},
+		{"literal secret deep", "templates/raid1-os.yaml", "          logical_disks:", "          secret: abc\n          logical_disks:"},
+		{"wrong apiVersion", n1, "apiVersion: metalsync.dev/v1alpha1", "apiVersion: metalsync.dev/v1"},
+		{"template arg wrong type", "templates/raid6-data-firmware.yaml", "url: https://firmware", "url: 42 # https://firmware"},
+		{"template arg bad format", "templates/raid6-data-firmware.yaml", "url: https://firmware", "url: ftp://firmware"},
+		{"template arg bad enum", "templates/raid6-data-firmware.yaml", `raid_level: "6"`, `raid_level: "7"`},
+		{"template bios value wrong type", "templates/bios-performance.yaml", "value: MaxPerf", "value: [MaxPerf]"},
+		{"template unknown step", "templates/raid6-data-firmware.yaml", "step: create_configuration", "step: create_configuraton"},
+		{"template unknown step of a one-step interface", "templates/bios-performance.yaml", "step: apply_configuration", "step: apply_configuraton"},
+		{"template unknown interface", "templates/raid6-data-firmware.yaml", "interface: firmware", "interface: firmwre"},
+		{"template missing required arg", "templates/raid6-data-firmware.yaml", "        url: https://firmware.example.net/raid/perc-h755-52.26.0.bin\n", "        targets: [BIOS]\n"},
+		{"template missing args", "templates/raid6-data-firmware.yaml", "      args:\n        # The BMC applies the package to the components it contains.\n        url: https://firmware.example.net/raid/perc-h755-52.26.0.bin\n", ""},
+		{"template args on a step without args", "templates/raid1-os.yaml", "step: erase_devices_metadata\n      priority: 98", "step: erase_devices_metadata\n      priority: 98\n      args: {force: true}"},
+		{"template unknown arg", "templates/raid1-os.yaml", "is_root_volume: true", "is_root: true"},
+	}
+	all := compileJSONSchema(t, "")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := exampleFS(t)
+			src := string(files[tt.file].Data)
+			if !strings.Contains(src, tt.old) {
+				t.Fatalf("%s does not contain %q", tt.file, tt.old)
+			}
+			broken := []byte(strings.Replace(src, tt.old, tt.nw, 1))
+			files[tt.file] = &fstest.MapFile{Data: broken}
+
+			// The loader rejects the file at the schema level...
+			_, diags := schema.Load(files)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.Code)
+				if d.File != tt.file || !schemaLevel[d.Code] {
+					t.Errorf("not a schema-level case: %s [%s]", d, d.Code)
+				}
+			}
+			if len(diags) == 0 {
+				t.Fatal("the loader accepts the broken file")
+			}
+			// ...and so does the JSON Schema, for every kind and for its own.
+			inst := yamlInstance(t, tt.file, broken)
+			if err := all.Validate(inst); err == nil {
+				t.Errorf("the JSON Schema accepts the broken file (the loader said %v)", got)
+			}
+			if err := compileJSONSchema(t, kindOf(tt.file)).Validate(inst); err == nil {
+				t.Errorf("the %s JSON Schema accepts the broken file", kindOf(tt.file))
+			}
+		})
+	}
+}
