@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -395,33 +393,6 @@ func TestCheckFresh(t *testing.T) {
 		if err := CheckFresh(saved, tc[0], tc[1], tc[2]); !errors.Is(err, ErrStale) {
 			t.Errorf("CheckFresh(%v) = %v, want ErrStale", tc, err)
 		}
-	}
-}
-
-func TestDirSink(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "status")
-	d := DirSink{Dir: dir}
-	st := schema.NodeStatusBody{ProvisionState: "active", Power: "on", Operation: &schema.Operation{Kind: "deploy", Step: 3, Steps: []string{"a", "b", "c", "d"}}}
-	if err := d.WriteStatus("n1", st); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "n1.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"kind: NodeStatus", "name: n1", "provisionState: active", "step: 3"} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("status file lacks %q:\n%s", want, b)
-		}
-	}
-	if err := d.ForgetStatus("n1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ForgetStatus("n1"); err != nil {
-		t.Errorf("forgetting twice: %v", err)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("left files: %v", entries)
 	}
 }
 

@@ -140,49 +140,12 @@ func (s *Source) PushRef(ctx context.Context, name plumbing.ReferenceName, old, 
 	if err := checkRefName(name); err != nil {
 		return err
 	}
-	op := "push " + name.String()
-	t, err := s.remote.transport(true)
-	if err != nil {
-		return s.remote.wrap(op, err)
-	}
-	sess, err := t.NewReceivePackSession(s.remote.ep, s.remote.auth)
-	if err != nil {
-		return s.remote.wrap(op, err)
-	}
-	defer sess.Close()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
-	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return s.remote.wrap(op, err)
-	}
-	if cur := lookupRef(ar, name); cur != old {
-		return s.remote.wrap(op, fmt.Errorf("%w: at %s, expected %s", ErrRemoteMoved, short(cur), short(old)))
-	}
-	caps := capability.NewList()
-	if ar != nil {
-		caps = ar.Capabilities
-	}
-	if newHash.IsZero() && !caps.Supports(capability.DeleteRefs) {
-		return s.remote.wrap(op, errors.New("the remote does not allow deleting refs"))
-	}
-	req := packp.NewReferenceUpdateRequestFromCapabilities(caps)
-	// As in Push, old makes receive-pack check the ref under its lock.
-	req.Commands = []*packp.Command{{Name: name, Old: old, New: newHash}}
+	var encode func(io.Writer, bool) error
 	if !newHash.IsZero() {
-		var pack strings.Builder
-		_, err = packfile.NewEncoder(&pack, st, !caps.Supports(capability.OFSDelta)).Encode(objects, 0)
-		if err != nil {
-			return s.remote.wrap(op, fmt.Errorf("encode pack: %w", err))
-		}
-		req.Packfile = io.NopCloser(strings.NewReader(pack.String()))
-	}
-	rs, err := sess.ReceivePack(ctx, req)
-	if err != nil {
-		return s.remote.wrap(op, classifyPush(err))
-	}
-	if rs != nil {
-		if err := rs.Error(); err != nil {
-			return s.remote.wrap(op, classifyPush(err))
+		encode = func(w io.Writer, refDelta bool) error {
+			_, err := packfile.NewEncoder(w, st, refDelta).Encode(objects, 0)
+			return err
 		}
 	}
-	return nil
+	return s.receivePack(ctx, "push "+name.String(), name, old, newHash, encode)
 }

@@ -356,6 +356,32 @@ func (s *Source) Push(ctx context.Context, branch string, old, newCommit plumbin
 		return err
 	}
 	op := "push " + branch
+	// The pack is encoded under the lock, into memory: packs of status
+	// objects are small, and the lock must not be held across the network
+	// while the server is slow to read.
+	err := s.receivePack(ctx, op, plumbing.NewBranchReferenceName(branch), old, newCommit, func(w io.Writer, refDelta bool) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, err := packfile.NewEncoder(w, s.st, refDelta).Encode(objects, 0)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.added++
+	if err := s.st.SetReference(plumbing.NewHashReference(trackingRef(branch), newCommit)); err != nil {
+		return s.remote.wrap(op, err)
+	}
+	return nil
+}
+
+// receivePack updates ref name from old to newHash on the remote, sending
+// the pack encode writes (nil for a delete). The command carries old:
+// receive-pack refuses it under git's ref lock if someone pushed in
+// between, which makes every push a compare-and-swap.
+func (s *Source) receivePack(ctx context.Context, op string, name plumbing.ReferenceName, old, newHash plumbing.Hash, encode func(w io.Writer, refDelta bool) error) error {
 	t, err := s.remote.transport(true)
 	if err != nil {
 		return s.remote.wrap(op, err)
@@ -369,42 +395,25 @@ func (s *Source) Push(ctx context.Context, branch string, old, newCommit plumbin
 	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return s.remote.wrap(op, err)
 	}
-	name := plumbing.NewBranchReferenceName(branch)
-	cur := plumbing.ZeroHash
-	if ar != nil {
-		refs, err := ar.AllReferences()
-		if err != nil {
-			return s.remote.wrap(op, err)
-		}
-		if ref, err := refs.Reference(name); err == nil {
-			cur = ref.Hash()
-		}
-	}
-	if cur != old {
+	if cur := lookupRef(ar, name); cur != old {
 		return s.remote.wrap(op, fmt.Errorf("%w: at %s, expected %s", ErrRemoteMoved, short(cur), short(old)))
 	}
-	var caps *capability.List
+	caps := capability.NewList()
 	if ar != nil {
 		caps = ar.Capabilities
-	} else {
-		caps = capability.NewList()
+	}
+	if newHash.IsZero() && !caps.Supports(capability.DeleteRefs) {
+		return s.remote.wrap(op, errors.New("the remote does not allow deleting refs"))
 	}
 	req := packp.NewReferenceUpdateRequestFromCapabilities(caps)
-	// The command carries old: receive-pack refuses it under git's ref lock
-	// if someone pushed in between, which makes this a compare-and-swap.
-	req.Commands = []*packp.Command{{Name: name, Old: old, New: newCommit}}
-
-	// The pack is encoded under the lock, into memory: packs of status
-	// objects are small, and the lock must not be held across the network
-	// while the server is slow to read.
-	var pack strings.Builder
-	s.mu.Lock()
-	_, err = packfile.NewEncoder(&pack, s.st, !caps.Supports(capability.OFSDelta)).Encode(objects, 0)
-	s.mu.Unlock()
-	if err != nil {
-		return s.remote.wrap(op, fmt.Errorf("encode pack: %w", err))
+	req.Commands = []*packp.Command{{Name: name, Old: old, New: newHash}}
+	if encode != nil {
+		var pack strings.Builder
+		if err := encode(&pack, !caps.Supports(capability.OFSDelta)); err != nil {
+			return s.remote.wrap(op, fmt.Errorf("encode pack: %w", err))
+		}
+		req.Packfile = io.NopCloser(strings.NewReader(pack.String()))
 	}
-	req.Packfile = io.NopCloser(strings.NewReader(pack.String()))
 	rs, err := sess.ReceivePack(ctx, req)
 	if err != nil {
 		return s.remote.wrap(op, classifyPush(err))
@@ -413,12 +422,6 @@ func (s *Source) Push(ctx context.Context, branch string, old, newCommit plumbin
 		if err := rs.Error(); err != nil {
 			return s.remote.wrap(op, classifyPush(err))
 		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.added++
-	if err := s.st.SetReference(plumbing.NewHashReference(trackingRef(branch), newCommit)); err != nil {
-		return s.remote.wrap(op, err)
 	}
 	return nil
 }

@@ -34,10 +34,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/user"
 	"time"
+
+	"metalsync.dev/metalsync/internal/backoff"
+	"metalsync.dev/metalsync/internal/clock"
 )
 
 // Record is one lease: who holds the fleet, for what, since when and until
@@ -190,8 +192,9 @@ func (l *Lease) Acquire(ctx context.Context, req Request) (*Held, error) {
 		waitCtx, cancel = context.WithTimeout(ctx, req.Wait)
 		defer cancel()
 	}
-	backoff := newBackoff()
-	races := 0
+	// Waiting polls from half a second up to five, jittered.
+	poll := backoff.Policy{Base: 500 * time.Millisecond, Max: 5 * time.Second}
+	races, polls := 0, 0
 	var refusedAt Version = "\x00" // no version: never equal
 	for {
 		cur, ver, err := l.store.Load(ctx)
@@ -203,7 +206,8 @@ func (l *Lease) Acquire(ctx context.Context, req Request) (*Held, error) {
 			if req.Wait <= 0 {
 				return nil, &HeldError{Record: *cur, Where: l.store.String()}
 			}
-			if err := backoff.sleep(waitCtx); err != nil {
+			polls++
+			if err := (clock.Real{}).Sleep(waitCtx, poll.Jittered(polls-1)); err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
@@ -299,23 +303,4 @@ func newID() (string, error) {
 		return "", fmt.Errorf("lease id: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
-}
-
-// backoff is the wait between polls of a held lease: jittered, doubling
-// from half a second up to five.
-type backoff struct{ next time.Duration }
-
-func newBackoff() *backoff { return &backoff{next: 500 * time.Millisecond} }
-
-func (b *backoff) sleep(ctx context.Context) error {
-	d := b.next/2 + mrand.N(b.next/2+1)
-	b.next = min(2*b.next, 5*time.Second)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
