@@ -401,8 +401,7 @@ func loadFile(c *compiled, j job, data []byte) result {
 	}
 	secrets := findLiteralSecrets(af)
 	for _, s := range secrets {
-		diag(s.pos, s.field, CodeLiteralSecret, "literal credential in the inventory",
-			"never write secrets into the repository; reference them with spec.bmc.credentialsRef (env: {username: VAR, password: VAR}, file: /path/on/daemon/host, or ageFile: secrets/<name>.age)")
+		diag(s.pos, s.field, CodeLiteralSecret, s.msg, s.hint)
 	}
 
 	kindV := v.LookupPath(kindPath)
