@@ -15,8 +15,10 @@ import (
 // levels deep; the limits are far above that and far below what costs
 // time or memory.
 const (
-	// maxFileSize is checked from the file's size before it is read.
-	maxFileSize = 1 << 20
+	// maxFileSize is checked from the file's size before it is read. It
+	// bounds the pre-scan: the YAML parser takes about 120 bytes of memory
+	// and 1.5 µs per byte of a file of one-character values.
+	maxFileSize = 256 << 10
 	// maxDepth bounds the nesting of mappings and sequences, aliases
 	// expanded.
 	maxDepth = 64
@@ -25,6 +27,11 @@ const (
 	// value at each of its aliases, so a small file of aliases of aliases
 	// expands exponentially.
 	maxValues = 100_000
+	// maxMergeWork bounds the key comparisons of YAML merge keys (<<):
+	// CUE's decoder looks each merged key up in the mapping it merges
+	// into, one by one, so a merge costs the product of the two mappings'
+	// sizes.
+	maxMergeWork = 1_000_000
 )
 
 // prescan checks a file's YAML against the limits and for duplicate keys,
@@ -55,15 +62,17 @@ func prescan(file string, data []byte) Diagnostics {
 }
 
 // extent is the size of a value once its aliases are expanded: how many
-// values it holds, itself included, and how deep it nests.
+// values it holds, itself included, how deep it nests and, for a mapping,
+// how many keys it has once merged.
 type extent struct {
-	values, depth int
+	values, depth, keys int
 }
 
 type scanner struct {
 	file    string
 	anchors map[*yaml.Node]extent // anchors whose extent is known
 	values  int                   // values of the file so far, expanded
+	merges  int                   // key comparisons of merge keys so far
 	ds      Diagnostics
 	stop    bool // a limit was exceeded: the rest of the file is not looked at
 }
@@ -108,6 +117,7 @@ func (s *scanner) node(n *yaml.Node, depth int, field []string) extent {
 		e = extent{values: 1, depth: 1}
 		if n.Kind == yaml.MappingNode {
 			s.duplicates(n, field)
+			e.keys = len(n.Content) / 2
 		}
 		for i, c := range n.Content {
 			f := field
@@ -120,6 +130,12 @@ func (s *scanner) node(n *yaml.Node, depth int, field []string) extent {
 			ce := s.node(c, depth+1, f)
 			if s.stop {
 				return extent{}
+			}
+			if n.Kind == yaml.MappingNode && i%2 == 1 && isMergeKey(n.Content[i-1]) {
+				e.keys = s.merge(n, c, e.keys, f)
+				if s.stop {
+					return extent{}
+				}
 			}
 			e.values = min(e.values+ce.values, maxValues+1)
 			e.depth = max(e.depth, ce.depth+1)
@@ -136,6 +152,39 @@ func (s *scanner) node(n *yaml.Node, depth int, field []string) extent {
 		s.anchors[n] = e
 	}
 	return e
+}
+
+// merge counts the work of merging v (a mapping, an alias of one, or a
+// sequence of those) into mapping m, which has keys keys so far, and
+// returns the keys m has after it.
+func (s *scanner) merge(m, v *yaml.Node, keys int, field []string) int {
+	var maps []*yaml.Node
+	if v.Kind == yaml.SequenceNode {
+		maps = v.Content
+	} else {
+		maps = []*yaml.Node{v}
+	}
+	for _, mv := range maps {
+		k := 0
+		switch {
+		case mv.Kind == yaml.AliasNode:
+			k = s.anchors[mv.Alias].keys
+		case mv.Kind == yaml.MappingNode:
+			k = len(mv.Content) / 2
+		}
+		s.merges += keys * k
+		keys += k
+		if s.merges > maxMergeWork {
+			s.fail(mv, field, fmt.Sprintf("merge keys (<<) make the file cost more than %d key comparisons", maxMergeWork), "write the keys out, or merge smaller mappings")
+			s.stop = true
+			return keys
+		}
+	}
+	return keys
+}
+
+func isMergeKey(k *yaml.Node) bool {
+	return k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge"
 }
 
 // count adds an alias's expansion to the file.
