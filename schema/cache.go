@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 )
 
-// cacheFormat changes whenever the cached form changes.
-const cacheFormat = "metalsync-schema-cache/1"
+// cacheFormat changes whenever the cached form changes, or the checks of
+// a single file do (2: the pre-scan and the credential checks), so that a
+// result cached by an older metalsync is not trusted.
+const cacheFormat = "metalsync-schema-cache/2"
 
 // cacheFile is the on-disk form of a Loader's memory: every file's result
 // by path and content hash, valid only for the schema it was made with.

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"cuelang.org/go/cue"
-	"cuelang.org/go/cue/ast"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/token"
 )
@@ -394,59 +393,6 @@ func requiredHint(path []string) string {
 		return h
 	}
 	return "see inventory-example/ or schema/cue/schema.cue for the expected shape"
-}
-
-// secretField is a key that looks like a literal credential.
-type secretField struct {
-	field string
-	pos   token.Pos
-}
-
-var secretLabels = map[string]bool{
-	"password": true, "passwd": true, "pass": true, "secret": true,
-	"privatekey": true, "private_key": true, "apikey": true, "api_key": true,
-}
-
-// findLiteralSecrets finds keys named like credentials holding values,
-// anywhere but in the places that take a reference or free-form metadata.
-// It walks the YAML syntax tree, which is far cheaper than the CUE value.
-func findLiteralSecrets(f *ast.File) []secretField {
-	var out []secretField
-	var walkExpr func(x ast.Expr, path []string)
-	walkDecls := func(decls []ast.Decl, path []string) {
-		for _, d := range decls {
-			fd, ok := d.(*ast.Field)
-			if !ok {
-				continue
-			}
-			name, _, err := ast.LabelName(fd.Label)
-			if err != nil {
-				continue
-			}
-			p := append(slices.Clip(path), name)
-			switch strings.Join(p, ".") {
-			case "spec.labels", "metadata.annotations", "spec.bmc.credentialsRef.env", "status":
-				continue
-			}
-			if _, isStruct := fd.Value.(*ast.StructLit); secretLabels[strings.ToLower(name)] && !isStruct {
-				out = append(out, secretField{field: strings.Join(p, "."), pos: fd.Label.Pos()})
-				continue
-			}
-			walkExpr(fd.Value, p)
-		}
-	}
-	walkExpr = func(x ast.Expr, path []string) {
-		switch x := x.(type) {
-		case *ast.StructLit:
-			walkDecls(x.Elts, path)
-		case *ast.ListLit:
-			for i, e := range x.Elts {
-				walkExpr(e, append(slices.Clip(path), strconv.Itoa(i)))
-			}
-		}
-	}
-	walkDecls(f.Decls, nil)
-	return out
 }
 
 func article(kind string) string {

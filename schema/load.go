@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -39,9 +40,6 @@ const (
 // noise of a shared machine.
 const filesPerContext = 100
 
-// maxFileSize refuses absurd files before CUE sees them.
-const maxFileSize = 1 << 20
-
 // LoadDir loads the inventory repository rooted at dir.
 func LoadDir(dir string) (*Inventory, Diagnostics) {
 	if d := checkDir(dir); d != nil {
@@ -50,6 +48,9 @@ func LoadDir(dir string) (*Inventory, Diagnostics) {
 	return Load(os.DirFS(dir))
 }
 
+// checkDir checks that dir is an inventory repository: a directory with a
+// site file (of any type; Load refuses one that is not a regular file).
+// Without one, a mistyped directory would be a valid inventory of 0 nodes.
 func checkDir(dir string) Diagnostics {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -57,6 +58,11 @@ func checkDir(dir string) Diagnostics {
 	}
 	if !st.IsDir() {
 		return Diagnostics{{File: dir, Severity: SevError, Code: CodeYAML, Message: "not a directory"}}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, SiteFile)); errors.Is(err, fs.ErrNotExist) {
+		return Diagnostics{{File: filepath.Join(dir, SiteFile), Severity: SevError, Code: CodeSite,
+			Message: "not an inventory repository: " + SiteFile + " is missing",
+			Hint:    "run in the repository's root, or create " + SiteFile + " (kind: Site; see inventory-example/" + SiteFile + ")"}}
 	}
 	return nil
 }
@@ -93,7 +99,9 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 
 	// The site file comes first: it says where status lives.
 	site := &Site{APIVersion: APIVersion, Kind: KindSite, Metadata: Meta{Name: "default"}}
-	if data, err := fs.ReadFile(fsys, SiteFile); err == nil {
+	if data, d, ok := readSite(fsys); d != nil {
+		diags = append(diags, *d)
+	} else if ok {
 		c, err := compile()
 		if err != nil {
 			return nil, Diagnostics{{File: SiteFile, Severity: SevError, Code: CodeSchema, Message: err.Error()}}
@@ -103,8 +111,6 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 		if s, ok := r.value.(*Site); ok {
 			site = s
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		diags = append(diags, Diagnostic{File: SiteFile, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
 	}
 	site.Spec = site.Spec.Defaults() // the one place the site is defaulted
 	inv.Site = site
@@ -117,11 +123,23 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 	var jobs []job
 	for _, dir := range slices.Sorted(maps.Keys(dirs)) {
 		kind := dirs[dir]
-		err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
+		// The directory itself, and every directory on the way to it, is
+		// checked without following links: fs.WalkDir would follow them.
+		at, t, err := lstat(fsys, dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			diags = append(diags, Diagnostic{File: dir, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
+			continue
+		case entryProblem(t) != "":
+			diags = append(diags, entryDiag(at, t))
+			continue
+		case !t.IsDir():
+			continue
+		}
+		err = fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) && p == dir {
-					return fs.SkipDir
-				}
 				diags = append(diags, Diagnostic{File: p, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
 				return nil
 			}
@@ -132,7 +150,16 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 				}
 				return nil
 			}
-			if d.IsDir() || !isYAML(name) {
+			// The entry's type comes from its directory (lstat, not
+			// stat): a link or a FIFO is refused before it is opened. A
+			// link is refused whatever its name: it may lead to a
+			// directory of nodes outside the repository.
+			t := d.Type()
+			if t&fs.ModeSymlink != 0 || entryProblem(t) != "" && isYAML(name) {
+				diags = append(diags, entryDiag(p, t))
+				return nil
+			}
+			if d.IsDir() || !isYAML(name) || !t.IsRegular() {
 				return nil
 			}
 			jobs = append(jobs, job{path: p, kind: kind})
@@ -288,22 +315,40 @@ func loadAll(fsys fs.FS, jobs []job, l *Loader, workers int) []result {
 	return results
 }
 
-// readJob reads a file, refusing absurd sizes before CUE sees them.
+// readJob reads a regular file found by the walk, refusing absurd sizes
+// before reading. The entry's type was checked from its directory; the
+// opened file is checked again, in case it was replaced meanwhile.
 func readJob(fsys fs.FS, j job) ([]byte, result, bool) {
-	fail := func(msg string) ([]byte, result, bool) {
-		return nil, result{path: j.path, diags: Diagnostics{{File: j.path, Severity: SevError, Code: CodeYAML, Message: msg}}}, false
+	fail := func(d Diagnostic) ([]byte, result, bool) {
+		return nil, result{path: j.path, diags: Diagnostics{d}}, false
+	}
+	cannot := func(err error) ([]byte, result, bool) {
+		return fail(Diagnostic{File: j.path, Severity: SevError, Code: CodeYAML, Message: "cannot read: " + err.Error()})
 	}
 	f, err := fsys.Open(j.path)
 	if err != nil {
-		return fail("cannot read: " + err.Error())
+		return cannot(err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > maxFileSize {
-		return fail(fmt.Sprintf("file is %d bytes; inventory files are limited to %d", st.Size(), maxFileSize))
+	st, err := f.Stat()
+	if err != nil {
+		return cannot(err)
+	}
+	if t := st.Mode().Type(); t != 0 {
+		if entryProblem(t) == "" {
+			return fail(Diagnostic{File: j.path, Severity: SevError, Code: CodeYAML, Message: "is a directory", Hint: "inventory files are regular files"})
+		}
+		return fail(entryDiag(j.path, t))
+	}
+	if st.Size() > maxFileSize {
+		return fail(sizeDiag(j.path, st.Size()))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return fail("cannot read: " + err.Error())
+		return cannot(err)
+	}
+	if len(data) > maxFileSize {
+		return fail(sizeDiag(j.path, int64(len(data))))
 	}
 	return data, result{}, true
 }
@@ -329,6 +374,10 @@ func loadFile(c *compiled, j job, data []byte) result {
 		diag(token.NoPos, "", CodeYAML, fmt.Sprintf("file is %d bytes; inventory files are limited to %d", len(data), maxFileSize), "")
 		return r
 	}
+	if ds := prescan(j.path, data); len(ds) > 0 {
+		r.diags = ds
+		return r
+	}
 	af, err := cueyaml.Extract(j.path, data)
 	if err != nil {
 		line, msg := yamlError(j.path, err)
@@ -352,8 +401,7 @@ func loadFile(c *compiled, j job, data []byte) result {
 	}
 	secrets := findLiteralSecrets(af)
 	for _, s := range secrets {
-		diag(s.pos, s.field, CodeLiteralSecret, "literal credential in the inventory",
-			"never write secrets into the repository; reference them with spec.bmc.credentialsRef (env: {username: VAR, password: VAR}, file: /path/on/daemon/host, or ageFile: secrets/<name>.age)")
+		diag(s.pos, s.field, CodeLiteralSecret, s.msg, s.hint)
 	}
 
 	kindV := v.LookupPath(kindPath)

@@ -99,6 +99,20 @@ func TestRules(t *testing.T) {
 		{"template unknown arg", []edit{{"templates/raid1-os.yaml", "is_root_volume: true", "is_root: true"}}},
 		{"template raid without volumes", []edit{{"templates/raid6-data-firmware.yaml", "        logical_disks:\n          - size_gb: MAX\n            raid_level: \"6\"\n            volume_name: data\n", "        delete_existing: true\n"}}},
 		{"power off with disablePowerOff", []edit{{"nodes/rack1/r1-n06.yaml", "power: on", "power: off"}}},
+		{"literal token in a label", []edit{{r2, "    site: store-01\n", "    site: store-01\n    api-token: hunter22\n"}}},
+		{"literal password in an annotation", []edit{{r2, "  name: r2-n01\n", "  name: r2-n01\n  annotations:\n    example.net/ipmiPassword: hunter22\n"}}},
+		{"literal api key in an annotation", []edit{{r2, "  name: r2-n01\n", "  name: r2-n01\n  annotations:\n    API_KEY: hunter22\n"}}},
+		// Keys that name a reference, or contain a credential word only as
+		// part of another word, are not credentials; nor is an empty value.
+		{"label naming a reference is no secret", []edit{{r2, "    site: store-01\n", "    site: store-01\n    secret-name: bmc-rack2\n    tokenizer: bpe\n    vault.example.net/secretPath: kv/rack2\n    password: \"\"\n"}}},
+		{"image url with a password", []edit{{r2, "url: https://images.example.net/", "url: https://deploy:hunter22@images.example.net/"}}},
+		{"image url with a token as user", []edit{{r2, "url: https://images.example.net/", "url: https://ghp_hunter22@images.example.net/"}}},
+		{"firmware url with a password", []edit{{"templates/raid6-data-firmware.yaml", "url: https://firmware", "url: https://u:hunter22@firmware"}}},
+		{"media url with a password", []edit{{SiteFile, `"http://10.10.0.10:8080"`, `"http://media:hunter22@10.10.0.10:8080"`}}},
+		{"url with a password in a label value", []edit{{r2, "    site: store-01\n", "    site: store-01\n    mirror: ftp://u:hunter22@mirror.example.net/x\n"}}},
+		{"ssh user name is no secret", []edit{{r2, "    site: store-01\n", "    site: store-01\n    cfg: \"git+ssh://git@git.example.net/cfg\"\n"}}},
+		{"duplicate key", []edit{{r2, "  power: on\n", "  power: on\n  owner: platform\n"}}},
+		{"duplicate key in a list item", []edit{{r2, "        type: phy\n", "        type: phy\n        name: eno9\n"}}},
 		{"two credential sources", []edit{{r2, "      file: /etc/metalsync/bmc/rack2.yaml", "      file: /etc/metalsync/bmc/rack2.yaml\n      ageFile: secrets/x.age"}}},
 	}
 	golden := openGolden(t, "testdata/rules.golden")

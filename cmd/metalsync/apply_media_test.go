@@ -28,6 +28,7 @@ func TestApplyServesBootMedia(t *testing.T) {
 
 	repo := t.TempDir()
 	files := map[string]string{
+		"metalsync.yaml":  "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\n",
 		"owners/ops.yaml": "apiVersion: metalsync.dev/v1alpha1\nkind: Owner\nmetadata: {name: ops}\nspec:\n  members: [{email: ops@example.net}]\n",
 		"nodes/rack1/n1.yaml": `apiVersion: metalsync.dev/v1alpha1
 kind: Node
