@@ -116,6 +116,7 @@ func TestAgeText(t *testing.T) {
 func TestStatusWatch(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{
+		"metalsync.yaml":  "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\n",
 		"owners/ops.yaml": "apiVersion: metalsync.dev/v1alpha1\nkind: Owner\nmetadata:\n  name: ops\nspec:\n  members: [{email: ops@example.net}]\n",
 		"nodes/n1.yaml":   "apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  bmc:\n    address: fake://n1\n    credentialsRef:\n      env: {username: U, password: P}\n  owner: ops\n  power: \"on\"\n  provision:\n    state: manageable\n",
 		"status/n1.yaml":  statusFile("off"),
