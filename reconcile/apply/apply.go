@@ -57,6 +57,9 @@ type Executor struct {
 	// when not positive).
 	Backoff  backoff.Policy
 	Attempts int
+	// SyncTimeout bounds how long a step waits for its intent or result to
+	// become durable (a push to a slow or hung remote); 0 means 2 minutes.
+	SyncTimeout time.Duration
 	// Concurrency, PerBMC and FaultThreshold override the site settings
 	// when positive.
 	Concurrency, PerBMC, FaultThreshold int

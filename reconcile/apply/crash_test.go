@@ -252,3 +252,30 @@ func TestCrashRandomized(t *testing.T) {
 		}
 	}
 }
+
+// hungSink's pushes never finish: Sync waits for its context.
+type hungSink struct{ MemorySink }
+
+func (h *hungSink) Sync(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestHungRemoteHoldsNothing: when the push of an intent hangs, the
+// destructive step does not start and the node is left to retry later,
+// instead of waiting on the remote forever.
+func TestHungRemoteHoldsNothing(t *testing.T) {
+	w := newCrashWorld(1)
+	ex := w.daemon(nil)
+	ex.Sink = &hungSink{}
+	ex.SyncTimeout = 50 * time.Millisecond
+	p := reconcile.Plan(w.inv, nil, ex.Capabilities(), ex.clock().Now())
+	rep := ex.Apply(t.Context(), w.inv, p, nil)
+	res := rep.Nodes[0]
+	if res.Outcome != RetryLater || !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Errorf("outcome %v (%v); want retry later after the sync deadline", res.Outcome, res.Err)
+	}
+	if ran := w.agent.Ran(w.nodes[0]); len(ran) != 0 {
+		t.Errorf("destructive steps ran without a durable intent: %v", ran)
+	}
+}

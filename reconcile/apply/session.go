@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -153,7 +154,7 @@ func (s *session) runOp(ctx context.Context, op plan.Operation) (Outcome, error)
 		}
 		if step.Destructive {
 			// The result is durable before the node is touched again.
-			if err := s.sync(context.WithoutCancel(ctx)); err != nil {
+			if err := s.sync(context.WithoutCancel(ctx)); err != nil { // recorded even while cancelling
 				return RetryLater, err
 			}
 		}
@@ -194,8 +195,12 @@ func (s *session) begin(ctx context.Context, op plan.Operation, i int, step plan
 }
 
 // sync makes every status write so far durable, when the sink batches.
+// It is bounded: a remote that hangs must not hold the node, or a
+// shutdown, forever.
 func (s *session) sync(ctx context.Context) error {
 	if sy, ok := s.e.Sink.(Syncer); ok {
+		ctx, cancel := context.WithTimeout(ctx, cmp.Or(s.e.SyncTimeout, 2*time.Minute))
+		defer cancel()
 		if err := sy.Sync(ctx); err != nil {
 			return fmt.Errorf("sync status: %w", err)
 		}
