@@ -14,6 +14,7 @@ import (
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
 	"metalsync.dev/metalsync/internal/backoff"
+	"metalsync.dev/metalsync/internal/clock/clocktest"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
@@ -23,29 +24,7 @@ const testPassword = "fake-pass-Xy9"
 
 var testImage = &schema.Image{URL: "https://images.example/os.raw", Checksum: "sha256:" + strings.Repeat("c", 64), Format: "raw"}
 
-// fakeClock moves on only when slept on, so backoff costs no wall time.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-	return nil
-}
+func newClock() *clocktest.Fake { return clocktest.New(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)) }
 
 // recorder is an observer that keeps events and can cancel a run after a
 // given number of finished steps.

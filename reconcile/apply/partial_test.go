@@ -12,6 +12,7 @@ import (
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/drivers/fake"
 	"metalsync.dev/metalsync/drivers/redfish"
+	"metalsync.dev/metalsync/internal/clock/clocktest"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
@@ -65,7 +66,7 @@ func TestClassifyBMCErrors(t *testing.T) {
 // then always sticky when set, else the fake's inventory. It counts the
 // calls and notes the executor's clock at each.
 type invScript struct {
-	clock *fakeClock
+	clock *clocktest.Fake
 
 	mu     sync.Mutex
 	errs   []error     // guarded by mu
@@ -107,7 +108,7 @@ func (b scriptedBMC) Inventory(ctx context.Context) (drivers.Inventory, error) {
 // scriptInventory makes the rig's fake driver answer inventory reads from
 // a script.
 func scriptInventory(r *rig, errs []error, sticky error) *invScript {
-	s := &invScript{clock: r.ex.Clock.(*fakeClock), errs: errs, sticky: sticky}
+	s := &invScript{clock: r.ex.Clock.(*clocktest.Fake), errs: errs, sticky: sticky}
 	entry := r.fleet.Entry()
 	open := entry.Open
 	entry.Open = func(ctx context.Context, cfg drivers.Config) (drivers.BMC, error) {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"metalsync.dev/metalsync/internal/clock/clocktest"
 	"metalsync.dev/metalsync/test/tools"
 	"net"
 	"net/http"
@@ -30,27 +31,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type env struct {
 	srv    *Server
-	clock  *fakeClock
+	clock  *clocktest.Fake
 	log    *tools.SyncBuffer
 	client *http.Client
 	base   string
@@ -71,7 +54,7 @@ func start(t *testing.T, host string, tlsFiles *TLSFiles) *env {
 	if tlsFiles != nil {
 		scheme = "https"
 	}
-	e := &env{clock: &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}, log: &tools.SyncBuffer{}, client: &http.Client{}}
+	e := &env{clock: clocktest.New(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)), log: &tools.SyncBuffer{}, client: &http.Client{}}
 	e.base = BaseURL(scheme, ln.Addr())
 	e.srv, err = New(Config{
 		Dir: t.TempDir(), BaseURL: e.base, Now: e.clock.Now,

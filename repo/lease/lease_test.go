@@ -12,37 +12,21 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"metalsync.dev/metalsync/internal/clock/clocktest"
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitsource/gittest"
 	"metalsync.dev/metalsync/repo/lease"
 )
 
-// clock is a settable time source shared by every taker of one test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time // guarded by mu
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the settable time source shared by every taker of one test.
+func newClock() *clocktest.Fake { return clocktest.New(time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)) }
 
 // backend makes independent takers of one lease: each has its own store
 // (its own Git source: another laptop), all on the same clock.
 type backend struct {
 	name string
 	// taker returns a new Lease on the shared place.
-	taker func(t *testing.T, c *clock) *lease.Lease
+	taker func(t *testing.T, c *clocktest.Fake) *lease.Lease
 	// exists reports whether the lease record is stored.
 	exists func(t *testing.T) bool
 }
@@ -54,7 +38,7 @@ func backends(t *testing.T) []backend {
 	dir := t.TempDir()
 	out = append(out, backend{
 		name: "dir",
-		taker: func(t *testing.T, c *clock) *lease.Lease {
+		taker: func(t *testing.T, c *clocktest.Fake) *lease.Lease {
 			return lease.New(lease.DirStore(dir), lease.Options{Now: c.Now})
 		},
 		exists: func(t *testing.T) bool {
@@ -73,7 +57,7 @@ func backends(t *testing.T) []backend {
 		}
 		out = append(out, backend{
 			name: scheme,
-			taker: func(t *testing.T, c *clock) *lease.Lease {
+			taker: func(t *testing.T, c *clocktest.Fake) *lease.Lease {
 				src, err := gitsource.New(gitsource.Config{URL: url})
 				if err != nil {
 					t.Fatal(err)

@@ -7,9 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"metalsync.dev/metalsync/internal/clock/clocktest"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -17,13 +18,13 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 // testSim is a simulator behind an httptest server, on a fake clock.
 type testSim struct {
 	*Server
-	clock *fakeClock
+	clock *clocktest.Fake
 	url   string
 }
 
 func newTestSim(t *testing.T, cfg Config) *testSim {
 	t.Helper()
-	clock := &fakeClock{now: t0}
+	clock := clocktest.New(t0)
 	cfg.Clock = clock
 	if len(cfg.Systems) == 0 {
 		cfg.Systems = Systems(2, SystemConfig{})
@@ -121,24 +122,4 @@ func field(d any, path ...any) any {
 // errorID is the first MessageId of a Redfish error body.
 func errorID(r resp) any {
 	return field(r.body, "error", "@Message.ExtendedInfo", 0, "MessageId")
-}
-
-// fakeClock is a Clock that moves only when told. Safe for concurrent use.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-// Now returns the clock's time.
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
