@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"metalsync.dev/metalsync/agentapi"
 	"metalsync.dev/metalsync/schema"
 )
 
@@ -34,6 +35,8 @@ type Node struct {
 type Agent struct {
 	URL   string
 	Token string
+	// CA is the PEM certificate the agent listener's chain ends in.
+	CA string
 }
 
 // String redacts the token.
@@ -91,8 +94,9 @@ type osMetaData struct {
 
 // Keys of the agent settings in meta data.
 const (
-	MetaAgentURL   = "metalsync_agent_url"
-	MetaAgentToken = "metalsync_agent_token"
+	MetaAgentURL   = agentapi.MetaURL
+	MetaAgentToken = agentapi.MetaToken
+	MetaAgentCA    = agentapi.MetaCA
 )
 
 // MetaData returns the config drive openstack/latest/meta_data.json.
@@ -110,6 +114,9 @@ func MetaData(n Node) ([]byte, error) {
 	}
 	if n.Agent != nil {
 		md.Meta = map[string]string{MetaAgentURL: n.Agent.URL, MetaAgentToken: n.Agent.Token}
+		if n.Agent.CA != "" {
+			md.Meta[MetaAgentCA] = n.Agent.CA
+		}
 	}
 	return marshalJSON(md)
 }

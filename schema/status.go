@@ -94,6 +94,10 @@ type Deployed struct {
 type Media struct {
 	SHA256 string `json:"sha256,omitempty"`
 	Kind   string `json:"kind,omitempty"`
+	// Epoch names this publication of the agent media; the agent's token
+	// is derived from it (it is not secret), so a restarted daemon still
+	// accepts the agent while the media is in.
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // MarshalStatus renders a status file: YAML with sorted keys, so that the

@@ -224,6 +224,19 @@ type SiteSpec struct {
 	Status      *StatusTarget  `json:"status,omitempty"`
 	Git         *GitSettings   `json:"git,omitempty"`
 	DHCP        bool           `json:"dhcp,omitempty"`
+	Agent       *AgentSettings `json:"agent,omitempty"`
+}
+
+// AgentSettings say where the deploy agent's boot image is and where the
+// agent on a node calls the daemon back.
+type AgentSettings struct {
+	// Image is the agent ISO template (`metalsync agent-image build`);
+	// its manifest sits next to it as <image>.json.
+	Image string `json:"image,omitempty"`
+	// URL is the https address nodes reach the agent listener at.
+	URL string `json:"url,omitempty"`
+	// Listen is the agent listener's host:port on the daemon.
+	Listen string `json:"listen,omitempty"`
 }
 
 // MediaSettings says where BMCs download boot media from.
