@@ -273,12 +273,12 @@ func (p *sitePublisher) publisher() (*mediaserver.Publisher, error) {
 }
 
 // Publish implements apply.Media.
-func (p *sitePublisher) Publish(ctx context.Context, node *schema.Node) (string, string, error) {
+func (p *sitePublisher) Publish(ctx context.Context, node *schema.Node, epoch string) (string, string, error) {
 	pub, err := p.publisher()
 	if err != nil {
 		return "", "", err
 	}
-	return pub.Publish(ctx, node)
+	return pub.Publish(ctx, node, epoch)
 }
 
 // Unpublish implements apply.Media.

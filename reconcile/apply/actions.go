@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -237,12 +239,16 @@ func (s *session) insertMedia(ctx context.Context, m *plan.Media) error {
 	kind := mediaKind(m)
 	url := s.e.AgentImageURL
 	if s.needsMediaConfig() && s.e.Media != nil {
-		u, sum, err := s.e.Media.Publish(ctx, s.node)
+		epoch, err := newEpoch()
+		if err != nil {
+			return err
+		}
+		u, sum, err := s.e.Media.Publish(ctx, s.node, epoch)
 		if err != nil {
 			return fmt.Errorf("publish media: %w", err)
 		}
 		url = u
-		s.st.Media = &schema.Media{SHA256: sum, Kind: string(kind)}
+		s.st.Media = &schema.Media{SHA256: sum, Kind: string(kind), Epoch: epoch}
 	}
 	if url == "" {
 		return nil // no media configured: the simulated agent needs none
@@ -417,4 +423,14 @@ func (s *session) raid(ctx context.Context, r *plan.RAID) error {
 		}
 		return nil
 	})
+}
+
+// newEpoch names one publication of a node's media: random, so a token
+// derived from an earlier publication never works again.
+func newEpoch() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("media epoch: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }

@@ -167,7 +167,7 @@ type fakeMedia struct {
 	unpublished []string
 }
 
-func (m *fakeMedia) Publish(ctx context.Context, n *schema.Node) (string, string, error) {
+func (m *fakeMedia) Publish(ctx context.Context, n *schema.Node, _ string) (string, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.published = append(m.published, n.Name())

@@ -40,7 +40,10 @@ type AgentResult struct {
 // Media publishes per-node boot media (the agent image plus the node's
 // network configuration) for nodes without DHCP.
 type Media interface {
-	Publish(ctx context.Context, node *schema.Node) (url, sha256 string, err error)
+	// Publish renders and publishes node's media. epoch names this
+	// publication (it is recorded in status); the agent's token is
+	// derived from it, so a restarted daemon still knows the token.
+	Publish(ctx context.Context, node *schema.Node, epoch string) (url, sha256 string, err error)
 	Unpublish(ctx context.Context, node string) error
 }
 

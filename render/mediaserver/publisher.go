@@ -32,7 +32,8 @@ type PublisherOptions struct {
 	// UserData is written to every image when not nil.
 	UserData []byte
 	// Agent returns a node's deploy agent settings (nil for none).
-	Agent func(node string) (*render.Agent, error)
+	// epoch is the publication's epoch (see apply.Media).
+	Agent func(node, epoch string) (*render.Agent, error)
 }
 
 // Publisher renders a node's boot media and publishes it on a Server: the
@@ -92,11 +93,11 @@ func NewPublisher(srv *Server, site *schema.Site, opts PublisherOptions) (*Publi
 
 // Publish renders node's media, publishes it and returns its URL (which
 // carries a token: treat it as a secret) and the image's SHA-256.
-func (p *Publisher) Publish(ctx context.Context, node *schema.Node) (url, sha256 string, err error) {
+func (p *Publisher) Publish(ctx context.Context, node *schema.Node, epoch string) (url, sha256 string, err error) {
 	if err := ctx.Err(); err != nil {
 		return "", "", err
 	}
-	rn, err := p.renderNode(node)
+	rn, err := p.renderNode(node, epoch)
 	if err != nil {
 		return "", "", err
 	}
@@ -147,11 +148,11 @@ func (p *Publisher) Unpublish(ctx context.Context, node string) error {
 	return p.srv.Unpublish(node)
 }
 
-func (p *Publisher) renderNode(node *schema.Node) (render.Node, error) {
+func (p *Publisher) renderNode(node *schema.Node, epoch string) (render.Node, error) {
 	rn := render.NodeFromSchema(node, p.site.DHCP)
 	rn.PublicKeys, rn.UserData = p.opts.PublicKeys, p.opts.UserData
 	if p.opts.Agent != nil {
-		a, err := p.opts.Agent(node.Name())
+		a, err := p.opts.Agent(node.Name(), epoch)
 		if err != nil {
 			return render.Node{}, fmt.Errorf("node %s: media: agent settings: %w", node.Name(), err)
 		}

@@ -48,7 +48,7 @@ func TestPublisher(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := start(t, "127.0.0.1", nil)
-			tt.opts.Agent = func(node string) (*render.Agent, error) {
+			tt.opts.Agent = func(node, _ string) (*render.Agent, error) {
 				return &render.Agent{URL: "https://192.0.2.1/agent", Token: "tok-" + node}, nil
 			}
 			p, err := NewPublisher(e.srv, tt.site, tt.opts)
@@ -56,7 +56,7 @@ func TestPublisher(t *testing.T) {
 				t.Fatal(err)
 			}
 			node := testNode(tt.dhcp)
-			url, sha, err := p.Publish(context.Background(), node)
+			url, sha, err := p.Publish(context.Background(), node, "e1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +108,7 @@ func TestPublisherBaseURL(t *testing.T) {
 	} {
 		node := testNode(nil)
 		node.Spec.BMC.Address = tt.bmc
-		u, sha, err := p.Publish(context.Background(), node)
+		u, sha, err := p.Publish(context.Background(), node, "e1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,23 +143,23 @@ func TestPublisherErrors(t *testing.T) {
 	}
 	bad := testNode(nil)
 	bad.Spec.Network.Routes[0].Via = "198.51.100.1"
-	if _, _, err := p.Publish(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "node r1-n07") {
+	if _, _, err := p.Publish(context.Background(), bad, "e1"); err == nil || !strings.Contains(err.Error(), "node r1-n07") {
 		t.Errorf("unrenderable network: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, _, err := p.Publish(ctx, testNode(nil)); !errors.Is(err, context.Canceled) {
+	if _, _, err := p.Publish(ctx, testNode(nil), "e1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	failing, _ := NewPublisher(e.srv, nil, PublisherOptions{Agent: func(string) (*render.Agent, error) { return nil, errors.New("no token store") }})
-	if _, _, err := failing.Publish(context.Background(), testNode(nil)); err == nil || !strings.Contains(err.Error(), "no token store") {
+	failing, _ := NewPublisher(e.srv, nil, PublisherOptions{Agent: func(string, string) (*render.Agent, error) { return nil, errors.New("no token store") }})
+	if _, _, err := failing.Publish(context.Background(), testNode(nil), "e1"); err == nil || !strings.Contains(err.Error(), "no token store") {
 		t.Errorf("agent error: %v", err)
 	}
 }
 
 // executorPublisher is the shape the executor's virtual media step uses.
 type executorPublisher interface {
-	Publish(ctx context.Context, node *schema.Node) (url, sha256 string, err error)
+	Publish(ctx context.Context, node *schema.Node, epoch string) (url, sha256 string, err error)
 	Unpublish(ctx context.Context, node string) error
 }
 
