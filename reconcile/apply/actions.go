@@ -300,6 +300,9 @@ func (s *session) ejectMedia(ctx context.Context, m *plan.Media) error {
 			return fmt.Errorf("unpublish media: %w", err)
 		}
 	}
+	// The media is out: its epoch (and the agent token derived from it)
+	// is dead, and a restarted daemon must not accept it again.
+	s.st.Media = nil
 	return nil
 }
 

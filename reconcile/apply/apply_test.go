@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -164,13 +165,15 @@ func TestStalledAndTransient(t *testing.T) {
 type fakeMedia struct {
 	mu          sync.Mutex
 	published   []string
+	epochs      []string
 	unpublished []string
 }
 
-func (m *fakeMedia) Publish(ctx context.Context, n *schema.Node, _ string) (string, string, error) {
+func (m *fakeMedia) Publish(ctx context.Context, n *schema.Node, epoch string) (string, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.published = append(m.published, n.Name())
+	m.epochs = append(m.epochs, epoch)
 	return "http://127.0.0.1:9/media/" + n.Name() + ".iso?token=s3cr3t", "sha256:" + strings.Repeat("d", 64), nil
 }
 
@@ -202,9 +205,14 @@ func TestMediaSeam(t *testing.T) {
 	if diff := cmp.Diff([]string{"static"}, media.unpublished); diff != "" {
 		t.Errorf("unpublished (-want +got):\n%s", diff)
 	}
+	if len(media.epochs) != 1 || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(media.epochs[0]) {
+		t.Errorf("publication epochs = %q, want one random hex epoch", media.epochs)
+	}
 	st := r.sink.Snapshot()
-	if m := st["static"].Media; m == nil || m.SHA256 != "sha256:"+strings.Repeat("d", 64) {
-		t.Errorf("static media = %+v", m)
+	// Ejected: the publication (and the agent token derived from its
+	// epoch) is over, so status no longer names it.
+	if m := st["static"].Media; m != nil {
+		t.Errorf("static media still recorded after the eject: %+v", m)
 	}
 	if st["dhcp"].Media != nil {
 		t.Errorf("dhcp node got per-node media: %+v", st["dhcp"].Media)
