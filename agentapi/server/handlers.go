@@ -23,7 +23,7 @@ import (
 func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 	name := r.Header.Get(agentapi.HeaderNode)
 	var p agentapi.Poll
-	if !decode(w, r, maxPollBody, &p) {
+	if !decode(w, r, s.limits.poll, &p) {
 		return
 	}
 	if err := validPoll(p); err != nil {
@@ -77,7 +77,7 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveResult(w http.ResponseWriter, r *http.Request) {
 	name := r.Header.Get(agentapi.HeaderNode)
 	var res agentapi.Result
-	if !decode(w, r, maxResultBody, &res) {
+	if !decode(w, r, s.limits.result, &res) {
 		return
 	}
 	if err := validResult(res); err != nil {
@@ -100,7 +100,7 @@ var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 // node's token blanked out should the agent have logged it.
 func (s *Server) serveLog(w http.ResponseWriter, r *http.Request) {
 	name := r.Header.Get(agentapi.HeaderNode)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLogBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.limits.log))
 	if err != nil {
 		bodyError(w, err)
 		return
@@ -114,7 +114,7 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.logDir == "" || !safeName.MatchString(name) {
 		sc := bufio.NewScanner(bytes.NewReader(body))
-		sc.Buffer(nil, maxLogBody+1)
+		sc.Buffer(nil, int(s.limits.log)+1)
 		for sc.Scan() {
 			s.log.Debug("agent log", "node", name, "line", sc.Text())
 		}

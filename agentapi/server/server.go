@@ -87,6 +87,9 @@ type Server struct {
 	pollWait    time.Duration
 	clock       clock.Clock
 
+	// Request body limits: the max* constants; tests lower them.
+	limits struct{ poll, result, log int64 }
+
 	mux *http.ServeMux
 
 	mu    sync.Mutex
@@ -116,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		images: cfg.Images, configDrive: cfg.ConfigDrive, pollWait: cfg.PollWait,
 		clock: clock.Or(cfg.Clock), nodes: map[string]*node{},
 	}
+	s.limits.poll, s.limits.result, s.limits.log = maxPollBody, maxResultBody, maxLogBody
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+agentapi.PathNext, s.serveNext)
 	s.mux.HandleFunc("POST "+agentapi.PathResult, s.serveResult)
