@@ -33,10 +33,13 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	n := s.nodeLocked(name)
 	epoch := n.epoch
-	restarted := n.observeLocked(p)
+	first, restarted := n.observeLocked(p)
 	s.mu.Unlock()
-	if restarted {
-		s.log.Info("agent restarted", "node", name, "boot", p.BootID, "version", p.Version)
+	switch {
+	case restarted:
+		s.log.Info("agent restarted; its earlier results are forgotten", "node", name, "boot", p.BootID, "version", p.Version)
+	case first:
+		s.log.Info("agent polled", "node", name, "boot", p.BootID, "version", p.Version, "results", len(p.Results))
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -89,7 +92,7 @@ func (s *Server) serveResult(w http.ResponseWriter, r *http.Request) {
 	n.recordLocked(res)
 	n.broadcastLocked()
 	s.mu.Unlock()
-	s.log.Info("agent result", "node", name, "command", res.ID, "state", res.State)
+	s.log.Info("agent result", "node", name, "command", res.ID, "state", res.State, "rootDevice", res.RootDevice)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -135,6 +138,12 @@ func (s *Server) appendLog(name string, b []byte) error {
 	f, err := os.OpenFile(filepath.Join(s.logDir, name+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("agent log: %w", err)
+	}
+	// A looping agent must not fill the daemon's disk.
+	if fi, err := f.Stat(); err == nil && fi.Size()+int64(len(b)) > maxLogFile {
+		f.Close()
+		s.log.Warn("agent log full; lines dropped", "node", name, "limit", maxLogFile)
+		return nil
 	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()

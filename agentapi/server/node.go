@@ -11,8 +11,9 @@ import (
 type node struct {
 	// epoch is the media publication whose token is valid; "" when none.
 	epoch string
-	// heard: the agent has polled this server since it started, so
-	// results holds everything the agent knows.
+	// heard: the agent has polled this server since it started (and
+	// since the media was published), so results holds everything the
+	// agent knows.
 	heard bool
 	// bootID is the agent boot results belong to.
 	bootID string
@@ -46,10 +47,25 @@ func (n *node) broadcastLocked() {
 	n.changed = make(chan struct{})
 }
 
+// newMediaLocked forgets the agent of earlier media: the node boots a
+// new agent from the new media, and until it polls nothing is known.
+// Images and commands handed out under the old token go with it.
+func (n *node) newMediaLocked() {
+	n.heard, n.bootID = false, ""
+	n.results = map[string]agentapi.Result{}
+	n.images = map[string]bool{}
+	for _, q := range n.queue {
+		if q.handedTo != "" {
+			q.lost = true
+		}
+	}
+}
+
 // observeLocked takes in a poll: a new boot id means the agent restarted
 // and forgot what it ran, so its earlier results go and the commands its
 // earlier boot took are lost.
-func (n *node) observeLocked(p agentapi.Poll) (restarted bool) {
+func (n *node) observeLocked(p agentapi.Poll) (first, restarted bool) {
+	first = !n.heard
 	if p.BootID != n.bootID {
 		restarted = n.bootID != ""
 		n.bootID = p.BootID
@@ -69,7 +85,7 @@ func (n *node) observeLocked(p agentapi.Poll) (restarted bool) {
 	}
 	n.heard = true
 	n.broadcastLocked()
-	return restarted
+	return first, restarted
 }
 
 // recordLocked stores a result; a final state is never replaced by a

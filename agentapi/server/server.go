@@ -68,6 +68,7 @@ const (
 	maxPollBody   = 4 << 20
 	maxResultBody = 4 << 20
 	maxLogBody    = 1 << 20
+	maxLogFile    = 64 << 20 // per node
 	maxBootID     = 128
 	maxNodeInLog  = 64 // of an unauthenticated node header
 )
@@ -137,8 +138,7 @@ func (s *Server) Allow(name, epoch string) {
 	defer s.mu.Unlock()
 	n := s.nodeLocked(name)
 	if n.epoch != epoch {
-		// New media: images handed out under the old token go with it.
-		n.images = map[string]bool{}
+		n.newMediaLocked()
 	}
 	n.epoch = epoch
 	n.broadcastLocked()

@@ -287,6 +287,24 @@ func TestAgentRestart(t *testing.T) {
 			t.Fatalf("Command after the restart = ran %v, err %v; want not ran", got.ran, got.err)
 		}
 	})
+	t.Run("new media", func(t *testing.T) {
+		e := newEnv(t, "")
+		a := e.allow(t, "n1", "e1")
+		a.note(agentapi.Result{ID: "c1", State: agentapi.StateSucceeded})
+		a.poll(t, 0)
+		b := e.allow(t, "n1", "e2")
+		asked := command(t.Context(), e.srv, "n1", "c1")
+		// The agent of the old media is refused; the new one's first
+		// poll answers.
+		if code, _ := a.poll(t, 0); code != http.StatusUnauthorized {
+			t.Fatalf("old agent's poll: status %d, want 401", code)
+		}
+		b.bootID = "boot-2"
+		b.poll(t, 0)
+		if got := <-asked; got.ran || got.err != nil {
+			t.Fatalf("Command = ran %v, err %v; want not ran", got.ran, got.err)
+		}
+	})
 	t.Run("while Command waits", func(t *testing.T) {
 		e := newEnv(t, "")
 		a := e.allow(t, "n1", "e1")
