@@ -65,8 +65,10 @@ func (a *HTTPAgent) RunStep(ctx context.Context, node, id string, step plan.Step
 	}
 	res, err := s.run(ctx, node, cmd)
 	if err != nil {
+		s.metrics.command(name, endResult(err))
 		return apply.AgentResult{}, fmt.Errorf("node %s: agent %s: command %s: %w", node, name, id, err)
 	}
+	s.metrics.command(name, res.State)
 	return agentResult(node, name, res)
 }
 
@@ -131,6 +133,17 @@ func (s *Server) run(ctx context.Context, name string, cmd agentapi.Command) (ag
 			return agentapi.Result{}, fmt.Errorf("wait for the agent: %w", ctx.Err())
 		}
 	}
+}
+
+// endResult is the metrics label of a wait that ended without a result.
+func endResult(err error) string {
+	switch {
+	case errors.Is(err, ErrAgentRestarted):
+		return "lost"
+	case errors.Is(err, ErrNotAllowed):
+		return "revoked"
+	}
+	return "abandoned"
 }
 
 // agentResult turns a final result into the executor's. A failed command

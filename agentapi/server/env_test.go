@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"metalsync.dev/metalsync/agentapi"
 )
 
@@ -28,13 +30,42 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 // env is a Server behind a TLS listener whose certificate comes from the
 // package's own CA, as the daemon runs it.
 type env struct {
-	srv    *Server
-	ts     *httptest.Server
-	client *http.Client // trusts the CA only
-	images *dirImages
-	logDir string
-	caDir  string
-	logs   *syncBuffer
+	srv     *Server
+	ts      *httptest.Server
+	client  *http.Client // trusts the CA only
+	images  *dirImages
+	logDir  string
+	caDir   string
+	logs    *syncBuffer
+	metrics *prometheus.Registry
+}
+
+// counter reads the counter name with labels (name=value pairs).
+func (e *env) counter(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := e.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue metric
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 type envOpt func(*Config)
@@ -44,7 +75,7 @@ func newEnv(t *testing.T, caDir string, opts ...envOpt) *env {
 	if caDir == "" {
 		caDir = t.TempDir()
 	}
-	e := &env{images: newDirImages(t), logDir: t.TempDir(), caDir: caDir, logs: &syncBuffer{}}
+	e := &env{images: newDirImages(t), logDir: t.TempDir(), caDir: caDir, logs: &syncBuffer{}, metrics: prometheus.NewRegistry()}
 	cfg := Config{
 		Key:    testKey,
 		Log:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -53,7 +84,8 @@ func newEnv(t *testing.T, caDir string, opts ...envOpt) *env {
 		ConfigDrive: func(_ context.Context, node string) ([]byte, error) {
 			return []byte("config-drive-of-" + node), nil
 		},
-		PollWait: time.Minute,
+		PollWait:   time.Minute,
+		Registerer: e.metrics,
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"metalsync.dev/metalsync/agentapi"
 	"metalsync.dev/metalsync/internal/clock"
 )
@@ -53,6 +55,8 @@ type Config struct {
 	PollWait time.Duration
 	// Clock times the long polls (default the wall clock).
 	Clock clock.Clock
+	// Registerer takes the listener's metrics; nil: none are exported.
+	Registerer prometheus.Registerer
 }
 
 // MinKeyLen is the least length of Config.Key.
@@ -91,7 +95,8 @@ type Server struct {
 	// Request body limits: the max* constants; tests lower them.
 	limits struct{ poll, result, log int64 }
 
-	mux *http.ServeMux
+	mux     *http.ServeMux
+	metrics *metrics
 
 	mu    sync.Mutex
 	nodes map[string]*node // guarded by mu; entries are never removed
@@ -120,6 +125,11 @@ func New(cfg Config) (*Server, error) {
 		images: cfg.Images, configDrive: cfg.ConfigDrive, pollWait: cfg.PollWait,
 		clock: clock.Or(cfg.Clock), nodes: map[string]*node{},
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
 	s.limits.poll, s.limits.result, s.limits.log = maxPollBody, maxResultBody, maxLogBody
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+agentapi.PathNext, s.serveNext)
@@ -160,11 +170,13 @@ func (s *Server) Revoke(name string) {
 
 // ServeHTTP authenticates the request, then serves the agent API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() { s.metrics.request(r.URL.Path, sw.code) }()
 	if _, ok := s.authenticate(r); !ok {
-		http.Error(w, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
+		http.Error(sw, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
 		return
 	}
-	s.mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(sw, r)
 }
 
 // authenticate checks the node header and bearer token against the

@@ -114,6 +114,10 @@ func TestUnauthorized(t *testing.T) {
 	if handed != "" || results != 0 {
 		t.Fatalf("after refused requests: command handed to %q, %d results known", handed, results)
 	}
+	refused := e.counter(t, "metalsync_agent_requests_total", "endpoint", "next", "code", "401")
+	if want := float64(len(tests)); refused != want {
+		t.Errorf("metric of refused polls: %v, want %v", refused, want)
+	}
 	if got := good.take(t); got.ID != "c1" {
 		t.Fatalf("the allowed agent got command %q, want c1", got.ID)
 	}
@@ -180,6 +184,10 @@ func TestRunStep(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, got.res); diff != "" {
 				t.Fatalf("result (-want +got):\n%s", diff)
+			}
+			name := tt.step.Agent.Interface + "." + tt.step.Agent.Step
+			if n := e.counter(t, "metalsync_agent_commands_total", "step", name, "result", "succeeded"); n != 1 {
+				t.Errorf("metric of succeeded %s commands: %v, want 1", name, n)
 			}
 			// A retry of a finished id is answered without the agent.
 			if tt.id != "" {
