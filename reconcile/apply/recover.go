@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"metalsync.dev/metalsync/drivers"
 	"metalsync.dev/metalsync/reconcile/plan"
@@ -19,6 +20,13 @@ func (s *session) check(ctx context.Context, step plan.Step) (bool, error) {
 		agent := s.agent()
 		if agent == nil {
 			return false, Stall(fmt.Errorf("step %s needs the deploy agent; not available yet", step.Name()))
+		}
+		// An agent that never calls back (the node went off) must not
+		// hold the check for the rest of the run.
+		if step.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, time.Duration(step.Timeout))
+			defer cancel()
 		}
 		res, ran, err := agent.Command(ctx, s.name, s.cmdID)
 		if err != nil {
