@@ -127,6 +127,7 @@ func TestReadMatchesQemuImg(t *testing.T) {
 		{name: "v2 compressed", args: []string{"-c", "-o", "compat=0.10"}},
 		{name: "v3 2M clusters", args: []string{"-o", "cluster_size=2M"}},
 		{name: "v3 2M compressed", args: []string{"-c", "-o", "cluster_size=2M"}},
+		{name: "v3 2M zstd compressed", args: []string{"-c", "-o", "cluster_size=2M,compression_type=zstd"}},
 		{name: "v3 512B clusters", args: []string{"-o", "cluster_size=512"}},
 		{name: "v3 512B compressed", args: []string{"-c", "-o", "cluster_size=512"}},
 		{name: "v3 zero clusters", zero: true},
