@@ -250,7 +250,7 @@ func build(ctx context.Context, o Options, agent, agentSum, work, outDir string)
 	if err := makeISO(ctx, root, stage, iso, lock.SourceDateEpoch); err != nil {
 		return Image{}, fmt.Errorf("agent image: %w", err)
 	}
-	slots, err := findSlots(ctx, iso)
+	slots, err := LocateSlots(ctx, iso)
 	if err != nil {
 		return Image{}, fmt.Errorf("agent image: %w", err)
 	}

@@ -23,11 +23,12 @@ const (
 	debGrubCD    = "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"
 )
 
-// slotMarker is a slot file's template content: valid JSON naming the
-// slot, then spaces up to SlotSize. The builder finds it exactly once in
-// the ISO to cross-check xorriso's extent report.
-func slotMarker(slot string) []byte {
-	m := []byte(`{"metalsync_template_slot":"` + slot + `","id":"4f1b0c7e9a2d"}`)
+// SlotFile is a slot file's template content for the slot at path: valid
+// JSON naming the slot (a unique marker), then spaces up to SlotSize. The
+// builder finds it exactly once in the ISO to cross-check xorriso's
+// extent report.
+func SlotFile(path string) []byte {
+	m := []byte(`{"metalsync_template_slot":"` + path + `","id":"4f1b0c7e9a2d"}`)
 	return append(m, bytes.Repeat([]byte{' '}, SlotSize-len(m))...)
 }
 
@@ -44,8 +45,8 @@ func stageISO(ctx context.Context, root, stage, kver string, initrd []byte, vers
 		"boot/grub/grub.cfg":    []byte(grubCfg),
 		// gcdx64 finds its own volume by this file.
 		".disk/info":        []byte("metalsync deploy agent " + version + "\n"),
-		SlotMetaData[1:]:    slotMarker("meta_data"),
-		SlotNetworkData[1:]: slotMarker("network_data"),
+		SlotMetaData[1:]:    SlotFile(SlotMetaData),
+		SlotNetworkData[1:]: SlotFile(SlotNetworkData),
 	}
 	copied := map[string]string{
 		"vmlinuz":               debVmlinuz + kver,
@@ -150,15 +151,16 @@ func makeISO(ctx context.Context, root, stage, iso string, epoch int64) error {
 	return nil
 }
 
-// findSlots locates the slot files' data in iso with xorriso and checks
-// each against its marker, which must occur exactly once, right there.
-func findSlots(ctx context.Context, iso string) (map[string]Slot, error) {
+// LocateSlots locates the slot files' data in iso with xorriso and checks
+// each against its SlotFile marker, which must occur exactly once, right
+// there.
+func LocateSlots(ctx context.Context, iso string) (map[string]Slot, error) {
 	b, err := os.ReadFile(iso)
 	if err != nil {
 		return nil, fmt.Errorf("slots: %w", err)
 	}
 	slots := map[string]Slot{}
-	for p, name := range map[string]string{SlotMetaData: "meta_data", SlotNetworkData: "network_data"} {
+	for _, p := range []string{SlotMetaData, SlotNetworkData} {
 		out, err := run(ctx, nil, "", "xorriso", "-indev", iso, "-find", p, "-exec", "report_lba", "--")
 		if err != nil {
 			return nil, fmt.Errorf("slot %s: xorriso: %w", p, err)
@@ -167,8 +169,8 @@ func findSlots(ctx context.Context, iso string) (map[string]Slot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("slot %s: %w", p, err)
 		}
-		m := slotMarker(name)
-		if n := bytes.Count(b, m[:60]); n != 1 {
+		m := SlotFile(p)
+		if n := bytes.Count(b, m[:bytes.IndexByte(m, '}')+1]); n != 1 {
 			return nil, fmt.Errorf("slot %s: marker found %d times, want 1", p, n)
 		}
 		if s.Offset+s.Length > int64(len(b)) || !bytes.Equal(b[s.Offset:s.Offset+s.Length], m) {
