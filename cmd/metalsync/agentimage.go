@@ -16,6 +16,8 @@ type agentImageArgs struct {
 	version     string
 	lock        string
 	dir         string
+	cache       string
+	debs        string
 	noCache     bool
 	refreshLock bool
 	verbose     bool
@@ -42,6 +44,8 @@ func parseAgentImage(args []string, env *Env) (agentImageArgs, int) {
 	fs.StringVar(&a.version, "version", "dev", "agent version (main.version)")
 	fs.StringVar(&a.lock, "lock", "", "lock `FILE` (default: the one built in, agentimage/debs.lock)")
 	fs.StringVar(&a.dir, "C", "", "run go build in `DIR` (inside the agent's module)")
+	fs.StringVar(&a.cache, "cache", "", "image cache `DIR` (default $XDG_CACHE_HOME/metalsync/agent-image)")
+	fs.StringVar(&a.debs, "debs", "", "downloaded .deb cache `DIR` (default: debs in the image cache)")
 	fs.BoolVar(&a.noCache, "no-cache", false, "build even when the cache holds the image (needs --out)")
 	fs.BoolVar(&a.refreshLock, "refresh-lock", false, "print a lock of the current Debian candidates and exit")
 	fs.BoolVar(&a.verbose, "v", false, "log progress to stderr")
@@ -92,7 +96,7 @@ func runAgentImage(ctx context.Context, args []string, env *Env) int {
 		level = slog.LevelInfo
 	}
 	opts := agentimage.Options{
-		Agent: a.agent, Dir: a.dir, Version: a.version,
+		Agent: a.agent, Dir: a.dir, Version: a.version, CacheDir: a.cache, DebDir: a.debs,
 		Log: slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: level})),
 	}
 	if a.lock != "" {
