@@ -3,16 +3,19 @@ SHELL := /bin/bash
 GO ?= go
 # Debian packages the tests drive for real: IPMI simulator and client, ISO
 # reader, cloud-init's config-drive/NoCloud readers and renderers, git.
-DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod
+DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod dosfstools mtools
 BENCH_TIME ?= 1x
 
-.PHONY: help demo test deps bench verify build fuzz
+.PHONY: help demo test deps bench verify build fuzz agent-image
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 build: ## build bin/metalsync
 	$(GO) build -o bin/metalsync ./cmd/metalsync
+
+agent-image: build ## build (or take from the cache) the deploy agent template ISO; AGENT_OUT=DIR copies it there
+	./bin/metalsync agent-image build -v $(if $(AGENT_OUT),--out $(AGENT_OUT))
 
 demo: build ## run the whole loop on the embedded example: simulated BMCs, a local Git remote, the daemon
 	./bin/metalsync validate inventory-example

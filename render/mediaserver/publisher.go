@@ -3,6 +3,7 @@ package mediaserver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -34,6 +35,11 @@ type PublisherOptions struct {
 	// Agent returns a node's deploy agent settings (nil for none).
 	// epoch is the publication's epoch (see apply.Media).
 	Agent func(node, epoch string) (*render.Agent, error)
+	// Template, when set, makes every image a view of this deploy agent
+	// template with the node's meta_data.json and network_data.json in
+	// its slots, served in place; Format, ModTime and UserData do not
+	// apply then.
+	Template *Template
 }
 
 // Publisher renders a node's boot media and publishes it on a Server: the
@@ -101,6 +107,9 @@ func (p *Publisher) Publish(ctx context.Context, node *schema.Node, epoch string
 	if err != nil {
 		return "", "", err
 	}
+	if p.opts.Template != nil {
+		return p.publishView(node, rn)
+	}
 	var buf bytes.Buffer
 	if _, err := render.Write(&buf, p.opts.Format, rn, p.opts.ModTime); err != nil {
 		return "", "", fmt.Errorf("media: %w", err)
@@ -112,10 +121,44 @@ func (p *Publisher) Publish(ctx context.Context, node *schema.Node, epoch string
 	if err != nil {
 		return "", "", err
 	}
-	if b := p.baseFor(node.Spec.BMC.Address); b != nil {
-		return b.String() + pub.Path, pub.SHA256, nil
+	return p.urlFor(node, pub), pub.SHA256, nil
+}
+
+// emptyNetworkData is network_data.json for a node on DHCP: valid and
+// empty, so the agent leaves the network to DHCP.
+const emptyNetworkData = `{"links":[],"networks":[],"services":[]}` + "\n"
+
+// publishView publishes the template with the node's documents in its
+// slots, without copying the template.
+func (p *Publisher) publishView(node *schema.Node, rn render.Node) (url, sha256 string, err error) {
+	md, err := render.MetaData(rn)
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: media: meta data: %w", node.Name(), err)
 	}
-	return pub.URL, pub.SHA256, nil
+	nd, err := render.NetworkData(rn.Network)
+	if errors.Is(err, render.ErrNoStaticNetwork) {
+		nd, err = []byte(emptyNetworkData), nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: media: network data: %w", node.Name(), err)
+	}
+	v, err := p.opts.Template.View(md, nd)
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: %w", node.Name(), err)
+	}
+	pub, err := p.srv.PublishReaderAt(node.Name(), v, p.ttl)
+	if err != nil {
+		return "", "", err
+	}
+	return p.urlFor(node, pub), pub.SHA256, nil
+}
+
+// urlFor is pub's URL through the site base URL the node's BMC reaches.
+func (p *Publisher) urlFor(node *schema.Node, pub Published) string {
+	if b := p.baseFor(node.Spec.BMC.Address); b != nil {
+		return b.String() + pub.Path
+	}
+	return pub.URL
 }
 
 // baseFor picks the site base URL a BMC can reach: one of the BMC

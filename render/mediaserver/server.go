@@ -71,9 +71,12 @@ type Server struct {
 }
 
 type image struct {
-	node    string
-	key     [32]byte
+	node string
+	key  [32]byte
+	// path is the stored file; for an image served in place, view is set
+	// and path is empty.
 	path    string
+	view    io.ReaderAt
 	sha256  string
 	size    int64
 	modTime time.Time
@@ -186,6 +189,28 @@ func (s *Server) PublishFile(node, path string, ttl time.Duration) (Published, e
 	return s.publish(node, dst, hex.EncodeToString(h.Sum(nil)), size, ttl)
 }
 
+// SizedReaderAt is an image read in place, like a template View.
+type SizedReaderAt interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// PublishReaderAt publishes r for node like Publish, serving it in place
+// instead of storing a copy: r must stay readable until the image is
+// unpublished or expires. Its SHA-256 (the ETag) is computed by reading
+// it once.
+func (s *Server) PublishReaderAt(node string, r SizedReaderAt, ttl time.Duration) (Published, error) {
+	if err := checkPublish(node, ttl); err != nil {
+		return Published{}, err
+	}
+	h := sha256.New()
+	size, err := io.Copy(h, io.NewSectionReader(r, 0, r.Size()))
+	if err != nil {
+		return Published{}, fmt.Errorf("mediaserver: node %s: read image: %w", node, err)
+	}
+	return s.publishImage(node, &image{path: "", view: r, sha256: hex.EncodeToString(h.Sum(nil)), size: size}, ttl)
+}
+
 func checkPublish(node string, ttl time.Duration) error {
 	if err := checkNode(node); err != nil {
 		return fmt.Errorf("mediaserver: node %q: %w", node, err)
@@ -205,18 +230,21 @@ func randomName() string {
 
 // publish makes the stored file at path node's image under a new token.
 func (s *Server) publish(node, path, sum string, size int64, ttl time.Duration) (Published, error) {
+	return s.publishImage(node, &image{path: path, sha256: sum, size: size}, ttl)
+}
+
+// publishImage makes img (its content fields set) node's image under a
+// new token.
+func (s *Server) publishImage(node string, img *image, ttl time.Duration) (Published, error) {
 	var tok [tokenBytes]byte
 	if _, err := io.ReadFull(s.rand, tok[:]); err != nil {
-		os.Remove(path)
+		removeFiles([]string{img.path})
 		return Published{}, fmt.Errorf("mediaserver: node %s: token: %w", node, err)
 	}
 	token := base64.RawURLEncoding.EncodeToString(tok[:])
 	now := s.now()
-	img := &image{
-		node: node, key: sha256.Sum256([]byte(token)), path: path,
-		sha256: sum, size: size,
-		modTime: now, expires: now.Add(ttl),
-	}
+	img.node, img.key = node, sha256.Sum256([]byte(token))
+	img.modTime, img.expires = now, now.Add(ttl)
 	s.mu.Lock()
 	old := s.replaceLocked(node, img)
 	expired := s.sweepLocked(now)
@@ -225,7 +253,7 @@ func (s *Server) publish(node, path, sum string, size int64, ttl time.Duration) 
 	rel := "/media/" + token + "/" + node + ".iso"
 	u := *s.base
 	u.Path = s.base.Path + rel
-	return Published{URL: u.String(), Path: rel, SHA256: img.sha256, Size: size, Expires: img.expires}, nil
+	return Published{URL: u.String(), Path: rel, SHA256: img.sha256, Size: img.size, Expires: img.expires}, nil
 }
 
 // Unpublish revokes node's image at once (the BMC ejected it). Downloads
@@ -288,6 +316,9 @@ func (s *Server) sweepLocked(now time.Time) []string {
 func removeFiles(paths []string) error {
 	var errs []error
 	for _, p := range paths {
+		if p == "" { // served in place: nothing stored
+			continue
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("mediaserver: %w", err))
 		}
@@ -344,12 +375,17 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	lw := &logWriter{ResponseWriter: w}
 	img := s.lookup(r.PathValue("token"), r.PathValue("file"))
-	var f *os.File
-	if img != nil {
-		var err error
+	var content io.ReadSeeker
+	if img != nil && img.view != nil {
+		content = io.NewSectionReader(img.view, 0, img.size)
+	} else if img != nil {
 		// Unpublish may have removed the file since lookup: then it is gone.
-		if f, err = os.Open(img.path); err != nil {
+		f, err := os.Open(img.path)
+		if err != nil {
 			img = nil
+		} else {
+			defer f.Close()
+			content = f
 		}
 	}
 	if img == nil {
@@ -357,13 +393,12 @@ func (s *Server) serveImage(w http.ResponseWriter, r *http.Request) {
 		s.logRequest(r, lw, "", start)
 		return
 	}
-	defer f.Close()
 	h := w.Header()
 	h.Set("Content-Type", "application/x-iso9660-image")
 	h.Set("ETag", `"`+img.sha256+`"`)
 	// The URL is a capability: keep it and the image out of caches.
 	h.Set("Cache-Control", "no-store")
-	http.ServeContent(lw, r, img.node+".iso", img.modTime, f)
+	http.ServeContent(lw, r, img.node+".iso", img.modTime, content)
 	s.logRequest(r, lw, img.node, start)
 }
 
