@@ -68,6 +68,7 @@ type mediaDev struct {
 	inserted      bool
 	writeProtect  bool
 	transferProto string
+	file          string // the downloaded image in the machine's Dir (machine-backed CD1 only)
 }
 
 type update struct {
@@ -100,6 +101,8 @@ type system struct {
 	updates  []update          // guarded by mu; running firmware updates
 	applied  []string          // guarded by mu; images of finished updates
 	extra    map[string]string // guarded by mu; AssetTag, HostName, IndicatorLED
+
+	machineMu sync.Mutex // serializes operations on cfg.Machine; taken before mu, never inside it
 }
 
 type bootState struct {
