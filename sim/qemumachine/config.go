@@ -80,6 +80,9 @@ type Config struct {
 	MAC string
 	// Forwards are the host loopback ports the guest may reach.
 	Forwards []Forward
+	// BootFile is the boot file name slirp's DHCP offers (for netboot
+	// tests: an http URL of an iPXE script behind a Forward); "" offers none.
+	BootFile string
 	// QEMU is the emulator binary (default qemu-system-x86_64 on $PATH).
 	QEMU string
 	// OVMFDir holds the OVMF images (default /usr/share/OVMF).
@@ -131,8 +134,11 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("config: forward %v to port %d: want 10.0.2.x:port (not the gateway) to a host port", f.Guest, f.HostPort)
 		}
 	}
-	if len(c.Forwards) > 0 && c.MAC == "" {
-		return errors.New("config: forwards need a NIC (MAC)")
+	if (len(c.Forwards) > 0 || c.BootFile != "") && c.MAC == "" {
+		return errors.New("config: forwards and a boot file need a NIC (MAC)")
+	}
+	if strings.ContainsAny(c.BootFile, "\n") {
+		return errors.New("config: boot file: newline")
 	}
 	return nil
 }
@@ -190,6 +196,9 @@ func args(c Config, f files) []string {
 		"-device", fmt.Sprintf("ide-cd,bus=ide.0,drive=cd0drv,id=cd0,bootindex=%d", order["cd0"]))
 	if c.MAC != "" {
 		nd := "user,id=net0drv,restrict=on"
+		if c.BootFile != "" {
+			nd += ",bootfile=" + esc(c.BootFile)
+		}
 		for _, fw := range c.Forwards {
 			nd += ",guestfwd=tcp:" + fw.Guest.String() + "-cmd:" + esc(relay(fw.HostPort))
 		}

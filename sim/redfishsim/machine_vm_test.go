@@ -45,25 +45,28 @@ func (v *vmSystem) system(t *testing.T) *schemas.ComputerSystem {
 	return s
 }
 
-func (v *vmSystem) reset(t *testing.T, kind schemas.ResetType) {
+// reset runs a Redfish reset and returns when it was asked for.
+func (v *vmSystem) reset(t *testing.T, kind schemas.ResetType) time.Time {
 	t.Helper()
-	if _, err := v.system(t).Reset(kind); err != nil {
+	s := v.system(t)
+	start := time.Now()
+	if _, err := s.Reset(kind); err != nil {
 		t.Fatalf("Reset %s: %v", kind, err)
 	}
+	return start
 }
 
 // waitMarker waits for marker on the console from line `from` on and
-// returns the index after its line.
-func (v *vmSystem) waitMarker(t *testing.T, marker string, from int) int {
+// returns the index after its line; it logs the time since start.
+func (v *vmSystem) waitMarker(t *testing.T, marker string, from int, start time.Time) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), qemutest.BootTimeout)
 	defer cancel()
-	start := time.Now()
 	i, err := v.m.WaitConsole(ctx, marker, from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s %v after the Redfish reset", marker, time.Since(start).Round(time.Millisecond))
+	t.Logf("%s %v after the Redfish reset was sent", marker, time.Since(start).Round(time.Millisecond))
 	return i + 1
 }
 
@@ -75,14 +78,16 @@ func (v *vmSystem) wantPower(t *testing.T, want schemas.PowerState) {
 }
 
 // TestMachineVMBootsDisk powers a QEMU machine on through gofish and the
-// simulated BMC; its disk's boot sector reaches the console.
+// simulated BMC; its disk's boot sector reaches the console, and again
+// after a PowerCycle.
 func TestMachineVMBootsDisk(t *testing.T) {
 	dir := t.TempDir()
 	disk := qemutest.DiskImage(t, filepath.Join(dir, "os.raw"), qemutest.DiskMarker, qemumachine.Halt)
 	v := newVMSystem(t, dir, disk)
 	v.wantPower(t, schemas.OffPowerState)
-	v.reset(t, schemas.OnResetType)
-	v.waitMarker(t, qemutest.DiskMarker, 0)
+	line := v.waitMarker(t, qemutest.DiskMarker, 0, v.reset(t, schemas.OnResetType))
+	v.wantPower(t, schemas.OnPowerState)
+	v.waitMarker(t, qemutest.DiskMarker, line, v.reset(t, schemas.PowerCycleResetType))
 	v.wantPower(t, schemas.OnPowerState)
 }
 
@@ -114,14 +119,12 @@ func TestMachineVMBootsCDOnce(t *testing.T) {
 	if err := v.system(t).SetBoot(&schemas.Boot{BootSourceOverrideTarget: schemas.CdBootSource, BootSourceOverrideEnabled: schemas.OnceBootSourceOverrideEnabled}); err != nil {
 		t.Fatalf("SetBoot: %v", err)
 	}
-	v.reset(t, schemas.OnResetType)
-	line := v.waitMarker(t, qemutest.CDMarker, 0)
+	line := v.waitMarker(t, qemutest.CDMarker, 0, v.reset(t, schemas.OnResetType))
 	if got := v.system(t).Boot.BootSourceOverrideEnabled; got != schemas.DisabledBootSourceOverrideEnabled {
 		t.Errorf("BootSourceOverrideEnabled after the boot = %s, want Disabled", got)
 	}
 
-	v.reset(t, schemas.ForceRestartResetType)
-	v.waitMarker(t, qemutest.DiskMarker, line)
+	v.waitMarker(t, qemutest.DiskMarker, line, v.reset(t, schemas.ForceRestartResetType))
 
 	v.reset(t, schemas.ForceOffResetType)
 	v.wantPower(t, schemas.OffPowerState)
