@@ -222,6 +222,9 @@ func copyFile(dst, src string) error {
 // Dir is the directory of the machine's files (Config.Dir).
 func (m *Machine) Dir() string { return m.cfg.Dir }
 
+// MAC is the NIC's MAC (net0), "" without a NIC.
+func (m *Machine) MAC() string { return m.cfg.MAC }
+
 // Disks are the disk image paths, disk0 first.
 func (m *Machine) Disks() []string { return append([]string(nil), m.disks...) }
 

@@ -92,7 +92,8 @@ type SystemConfig struct {
 	// Machine): power actions, the boot override and the CD1 virtual media
 	// drive it, and PowerState reads back from it. PowerOnDelay,
 	// PowerOffDelay, ReportTransitional and PoweredOn do not apply: the
-	// machine has its own timing and state.
+	// machine has its own timing and state. NIC.1 reports the machine's
+	// MAC (when it has a MAC method) unless MACs names one.
 	Machine Machine
 	// RedirectToUUID puts the system at /Systems/<UUID>, the way emulators
 	// in front of virtual machines name them; a request that names it by

@@ -71,7 +71,8 @@
 // override is used up by that boot and the order goes back to the disk.
 // Inserting into CD1 downloads the whole image into the machine's Dir and
 // hands that file to the machine (a hot insert of a URL hung guests);
-// ejecting removes it. RemovableDisk1 stays simulated.
+// ejecting removes it. RemovableDisk1 stays simulated. Server.System
+// reports the power state the BMC last read from the machine.
 //
 // # Faults and latency
 //

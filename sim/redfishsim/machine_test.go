@@ -185,6 +185,21 @@ func TestMachinePower(t *testing.T) {
 	}
 }
 
+type macMachine struct {
+	*fakeMachine
+	mac string
+}
+
+func (m macMachine) MAC() string { return m.mac }
+
+func TestMachineMACIsNIC1(t *testing.T) {
+	ts := newTestSim(t, Config{Systems: []SystemConfig{{ID: "vm", Machine: macMachine{newFakeMachine(t), "52:54:00:ab:cd:ef"}}}})
+	r := do(t, http.MethodGet, ts.url+"/redfish/v1/Systems/vm/EthernetInterfaces/NIC.1", nil, nil)
+	if got := field(r.body, "MACAddress"); got != "52:54:00:AB:CD:EF" {
+		t.Errorf("NIC.1 MACAddress = %v, want the machine's", got)
+	}
+}
+
 func TestMachineFailureAnswers500(t *testing.T) {
 	m := newFakeMachine(t)
 	m.err = errors.New("qmp connection: EOF")

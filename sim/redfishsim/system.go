@@ -133,6 +133,10 @@ func newSystem(cfg SystemConfig, index int, fetch *http.Client) *system {
 	if cfg.HTTPClient != nil {
 		s.fetch = cfg.HTTPClient
 	}
+	if m, ok := cfg.Machine.(interface{ MAC() string }); ok && m.MAC() != "" && (len(cfg.MACs) == 0 || cfg.MACs[0] == "") {
+		// NIC.1 is the machine's NIC, so an inventory's MAC check holds.
+		s.cfg.MACs = append([]string{m.MAC()}, cfg.MACs[min(1, len(cfg.MACs)):]...)
+	}
 	s.seg = s.id
 	if cfg.RedirectToUUID {
 		s.seg = s.uuid()
