@@ -96,10 +96,12 @@ func Start(t testing.TB, cfg qemumachine.Config) *qemumachine.Machine {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	start := time.Now()
 	m, err := qemumachine.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("qemu machine started in %v (%s)", time.Since(start).Round(time.Millisecond), cfg.Dir)
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			t.Error(err)
