@@ -252,11 +252,11 @@ func TestReadBadGPT(t *testing.T) {
 }
 
 func FuzzRead(f *testing.F) {
-	f.Add([]byte(gptImage(f)[:64<<10]))
+	f.Add([]byte(gptImage(f)[:34*512]))
 	f.Add([]byte(mbrImage([3]uint32{0x83, 2048, 4096})[:4096]))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		disk := make(memDisk, 8*mib)
+		disk := make(memDisk, mib)
 		copy(disk, data)
 		if _, err := Read(disk, int64(len(disk))); err != nil {
 			return
