@@ -48,8 +48,9 @@ func Size(f *os.File) (int64, error) {
 
 // ZeroRange makes [off, off+n) read as zeros. Block devices use
 // BLKZEROOUT (the device may offload it; aligned to 512 bytes), falling
-// back to writing zeros where the driver refuses; files get zeros
-// written, so their size never shrinks or grows past off+n.
+// back to writing zeros where the driver refuses. Files get the range
+// punched (it reads as zeros, the size stays) or, where the file system
+// cannot punch, zeros written.
 func ZeroRange(f *os.File, off, n int64) error {
 	if n <= 0 {
 		return nil
@@ -61,6 +62,13 @@ func ZeroRange(f *os.File, off, n int64) error {
 	if blk && off%512 == 0 && n%512 == 0 {
 		r := [2]uint64{uint64(off), uint64(n)}
 		if err := ioctl(f, unix.BLKZEROOUT, unsafe.Pointer(&r)); err == nil {
+			return nil
+		}
+	}
+	if !blk {
+		fi, err := f.Stat()
+		// Punching past the end would not extend the file as writing does.
+		if err == nil && off+n <= fi.Size() && punch(f, off, n) == nil {
 			return nil
 		}
 	}
@@ -111,4 +119,18 @@ func ioctl(f *os.File, req uint, arg unsafe.Pointer) error {
 		return errno
 	}
 	return nil
+}
+
+func punch(f *os.File, off, n int64) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	if err := rc.Control(func(fd uintptr) {
+		perr = unix.Fallocate(int(fd), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	}); err != nil {
+		return err
+	}
+	return perr
 }

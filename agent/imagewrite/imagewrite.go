@@ -1,0 +1,210 @@
+// Package imagewrite streams a whole-disk image from the daemon onto the
+// target disk (deploy.write_image): received bytes are hashed in-line
+// (sha256 of the bytes served), gzip is decompressed when the stream
+// starts with its magic, and the output goes to the disk in 4 MiB blocks,
+// all-zero blocks as BLKZEROOUT (the disk is not known to be zero). A
+// broken download resumes with a Range request from the next byte not
+// yet received. When the checksum or the size is wrong, or anything
+// fails after the first write, the first and last MiB of what was
+// written are zeroed: a half-written image must never boot.
+package imagewrite
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"metalsync.dev/metalsync/agent/blockdev"
+	"metalsync.dev/metalsync/internal/backoff"
+)
+
+// BlockSize is the write unit.
+const BlockSize = 4 << 20
+
+// DefaultRetries bounds how often a broken download is resumed.
+const DefaultRetries = 5
+
+// ErrChecksum means the bytes served do not hash to the expected sum.
+var ErrChecksum = errors.New("image checksum mismatch")
+
+// Writer writes images.
+type Writer struct {
+	Fetch   Fetcher
+	Log     *slog.Logger
+	Retries int            // resume attempts; DefaultRetries when 0
+	Backoff backoff.Policy // delay between resume attempts
+}
+
+// Image names what to write.
+type Image struct {
+	Path   string // daemon path, agentapi.PathImage + sha256
+	SHA256 string // hex
+	Size   int64  // bytes served
+}
+
+// Stats says what a write did.
+type Stats struct {
+	Received   int64 // bytes served (compressed when gzip)
+	Written    int64 // bytes on the disk
+	ZeroBlocks int   // blocks written as BLKZEROOUT
+	Gzip       bool
+	Elapsed    time.Duration
+}
+
+// MiBps is the write throughput.
+func (s Stats) MiBps() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Written) / (1 << 20) / s.Elapsed.Seconds()
+}
+
+// Write streams img onto target (a block device or, in tests, a file),
+// verifies it, syncs and asks the kernel to re-read the partition table.
+func (w *Writer) Write(ctx context.Context, target string, img Image) (Stats, error) {
+	start := time.Now()
+	want, err := hex.DecodeString(img.SHA256)
+	if err != nil || len(want) != sha256.Size {
+		return Stats{}, fmt.Errorf("image %s: sha256 %q is not 64 hex digits", img.Path, img.SHA256)
+	}
+	if img.Size <= 0 {
+		return Stats{}, fmt.Errorf("image %s: size %d", img.Path, img.Size)
+	}
+	f, err := os.OpenFile(target, os.O_RDWR, 0)
+	if err != nil {
+		return Stats{}, fmt.Errorf("open target %s: %w", target, err)
+	}
+	defer f.Close()
+	diskSize, err := blockdev.Size(f)
+	if err != nil {
+		return Stats{}, fmt.Errorf("target %s: %w", target, err)
+	}
+	retries := w.Retries
+	if retries == 0 {
+		retries = DefaultRetries
+	}
+	src := &resumable{ctx: ctx, fetch: w.Fetch, path: img.Path, log: w.Log, policy: w.Backoff,
+		retries: retries, limit: img.Size, sum: sha256.New()}
+	defer src.drop()
+
+	var st Stats
+	written, err := w.copy(ctx, f, diskSize, src, &st)
+	st.Received, st.Written = src.off, written
+	if err == nil {
+		if got := src.sum.Sum(nil); src.off != img.Size {
+			err = fmt.Errorf("image %s: received %d bytes, want %d", img.Path, src.off, img.Size)
+		} else if hex.EncodeToString(got) != strings.ToLower(img.SHA256) {
+			err = fmt.Errorf("image %s: %w: got sha256 %x, want %s", img.Path, ErrChecksum, got, strings.ToLower(img.SHA256))
+		}
+	}
+	if err == nil {
+		if serr := f.Sync(); serr != nil {
+			err = fmt.Errorf("sync target %s: %w", target, serr)
+		}
+	}
+	if err != nil {
+		if written > 0 {
+			if werr := spoil(f, written); werr != nil {
+				err = errors.Join(err, fmt.Errorf("target %s may boot a partial image: %w", target, werr))
+			}
+		}
+		return st, err
+	}
+	if err := blockdev.RereadPartitions(f); err != nil {
+		w.Log.WarnContext(ctx, "re-read partition table", "device", target, "err", err)
+	}
+	st.Elapsed = time.Since(start)
+	w.Log.InfoContext(ctx, "image written", "device", target, "bytes", written,
+		"gzip", st.Gzip, "zeroBlocks", st.ZeroBlocks, "MiBps", fmt.Sprintf("%.1f", st.MiBps()))
+	return st, nil
+}
+
+// copy decompresses when needed and writes blocks; it returns how far
+// the disk was written.
+func (w *Writer) copy(ctx context.Context, f *os.File, diskSize int64, src io.Reader, st *Stats) (int64, error) {
+	br := bufio.NewReaderSize(src, 64<<10)
+	var r io.Reader = br
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return 0, fmt.Errorf("gzip header: %w", err)
+		}
+		zr.Multistream(true)
+		r, st.Gzip = zr, true
+	}
+	blk := make([]byte, BlockSize)
+	var off int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return off, err
+		}
+		n, rerr := io.ReadFull(r, blk)
+		if n > 0 {
+			if off+int64(n) > diskSize {
+				return off, fmt.Errorf("image does not fit on %s: more than %d bytes for a %d-byte disk", f.Name(), off+int64(n), diskSize)
+			}
+			if allZero(blk[:n]) {
+				if err := blockdev.ZeroRange(f, off, int64(n)); err != nil {
+					return off, fmt.Errorf("write %s: %w", f.Name(), err)
+				}
+				st.ZeroBlocks++
+			} else if _, err := f.WriteAt(blk[:n], off); err != nil {
+				return off, fmt.Errorf("write %s at %d: %w", f.Name(), off, err)
+			}
+			off += int64(n)
+		}
+		switch {
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			if st.Gzip {
+				// Let the hash see the whole body, trailer included.
+				if _, err := io.Copy(io.Discard, br); err != nil {
+					return off, err
+				}
+			}
+			return off, nil
+		case rerr != nil:
+			return off, fmt.Errorf("read image: %w", rerr)
+		}
+	}
+}
+
+// allZero reports whether b holds only zero bytes, 8 at a time.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// spoil zeros the first and last MiB of the written range, where the
+// partition tables and boot code of a whole-disk image live.
+func spoil(f *os.File, written int64) error {
+	regions := [][2]int64{{0, min(written, blockdev.MiB)}}
+	if written > blockdev.MiB {
+		start := max(written-blockdev.MiB, blockdev.MiB)
+		regions = append(regions, [2]int64{start, written - start})
+	}
+	for _, r := range regions {
+		if err := blockdev.ZeroRange(f, r[0], r[1]); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
