@@ -34,10 +34,22 @@ type resumable struct {
 	off   int64 // bytes received
 	limit int64 // bytes expected; reading past it is an error
 	sum   hash.Hash
-	tries int // consecutive failures, for the backoff
+	tries int   // consecutive failures, for the backoff
+	err   error // sticky: once given up, every Read says so
 }
 
 func (r *resumable) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, err := r.read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *resumable) read(p []byte) (int, error) {
 	for {
 		if r.body == nil {
 			body, err := r.fetch.Open(r.ctx, r.path, r.off)

@@ -11,6 +11,7 @@ package imagewrite
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"metalsync.dev/metalsync/agent/blockdev"
@@ -92,12 +94,16 @@ func (w *Writer) Write(ctx context.Context, target string, img Image) (Stats, er
 	if retries == 0 {
 		retries = DefaultRetries
 	}
-	src := &resumable{ctx: ctx, fetch: w.Fetch, path: img.Path, log: w.Log, policy: w.Backoff,
+	// copy cancels readCtx when it returns, which aborts a read in flight
+	// so its reader goroutine can end.
+	readCtx, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	src := &resumable{ctx: readCtx, fetch: w.Fetch, path: img.Path, log: w.Log, policy: w.Backoff,
 		retries: retries, limit: img.Size, sum: sha256.New()}
 	defer src.drop()
 
 	var st Stats
-	written, err := w.copy(ctx, f, diskSize, src, &st)
+	written, err := w.copy(readCtx, cancelRead, f, diskSize, src, &st)
 	st.Received, st.Written = src.off, written
 	if err == nil {
 		if got := src.sum.Sum(nil); src.off != img.Size {
@@ -129,11 +135,16 @@ func (w *Writer) Write(ctx context.Context, target string, img Image) (Stats, er
 }
 
 // copy decompresses when needed and writes blocks; it returns how far
-// the disk was written.
-func (w *Writer) copy(ctx context.Context, f *os.File, diskSize int64, src io.Reader, st *Stats) (int64, error) {
+// the disk was written. Reading (network, hashing, gzip) runs in its own
+// goroutine, a few blocks ahead of the writes, so the two overlap.
+func (w *Writer) copy(ctx context.Context, cancel context.CancelFunc, f *os.File, diskSize int64, src io.Reader, st *Stats) (int64, error) {
 	br := bufio.NewReaderSize(src, 64<<10)
 	var r io.Reader = br
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+	magic, err := br.Peek(2)
+	if err != nil && err != io.EOF {
+		return 0, fmt.Errorf("read image: %w", err)
+	}
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return 0, fmt.Errorf("gzip header: %w", err)
@@ -141,54 +152,95 @@ func (w *Writer) copy(ctx context.Context, f *os.File, diskSize int64, src io.Re
 		zr.Multistream(true)
 		r, st.Gzip = zr, true
 	}
-	blk := make([]byte, BlockSize)
+	// Cancelling on the way out unblocks a read in flight (the fetcher's
+	// body follows ctx), so the reader goroutine ends.
+	type chunk struct {
+		b   []byte
+		n   int
+		err error
+	}
+	const depth = 3
+	free := make(chan []byte, depth)
+	full := make(chan chunk, depth)
+	for range depth {
+		free <- make([]byte, BlockSize)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(full)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-ctx.Done():
+				return
+			}
+			n, err := io.ReadFull(r, b)
+			if (err == io.EOF || err == io.ErrUnexpectedEOF) && st.Gzip {
+				// Let the hash see the whole body, trailer included.
+				_, err = io.Copy(io.Discard, br)
+				if err == nil {
+					err = io.EOF
+				}
+			}
+			select {
+			case full <- chunk{b, n, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	var off int64
-	for {
+	for c := range full {
 		if err := ctx.Err(); err != nil {
 			return off, err
 		}
-		n, rerr := io.ReadFull(r, blk)
-		if n > 0 {
-			if off+int64(n) > diskSize {
-				return off, fmt.Errorf("image does not fit on %s: more than %d bytes for a %d-byte disk", f.Name(), off+int64(n), diskSize)
+		if c.n > 0 {
+			if off+int64(c.n) > diskSize {
+				return off, fmt.Errorf("image does not fit on %s: more than %d bytes for a %d-byte disk", f.Name(), off+int64(c.n), diskSize)
 			}
-			if allZero(blk[:n]) {
-				if err := blockdev.ZeroRange(f, off, int64(n)); err != nil {
+			if allZero(c.b[:c.n]) {
+				if err := blockdev.ZeroRange(f, off, int64(c.n)); err != nil {
 					return off, fmt.Errorf("write %s: %w", f.Name(), err)
 				}
 				st.ZeroBlocks++
-			} else if _, err := f.WriteAt(blk[:n], off); err != nil {
+			} else if _, err := f.WriteAt(c.b[:c.n], off); err != nil {
 				return off, fmt.Errorf("write %s at %d: %w", f.Name(), off, err)
 			}
-			off += int64(n)
+			off += int64(c.n)
 		}
 		switch {
-		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
-			if st.Gzip {
-				// Let the hash see the whole body, trailer included.
-				if _, err := io.Copy(io.Discard, br); err != nil {
-					return off, err
-				}
-			}
+		case c.err == io.EOF || c.err == io.ErrUnexpectedEOF:
 			return off, nil
-		case rerr != nil:
-			return off, fmt.Errorf("read image: %w", rerr)
+		case c.err != nil:
+			return off, fmt.Errorf("read image: %w", c.err)
 		}
+		free <- c.b
 	}
+	return off, ctx.Err()
 }
 
-// allZero reports whether b holds only zero bytes, 8 at a time.
+// zeroBlock is compared against, never written.
+var zeroBlock = make([]byte, BlockSize)
+
+// allZero reports whether b (at most BlockSize bytes) holds only zeros;
+// bytes.Equal runs as vectorised memcmp.
 func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroBlock))
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
 			return false
 		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
+		b = b[n:]
 	}
 	return true
 }

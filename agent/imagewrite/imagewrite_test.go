@@ -68,7 +68,7 @@ func testImage(size int) []byte {
 	b := make([]byte, size)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := range b {
-		if i < 512 || i >= 9*mib {
+		if i < 512 || i >= 8*mib {
 			b[i] = byte(rnd.Uint32() | 1)
 		}
 	}
@@ -106,7 +106,7 @@ func disk(t testing.TB, size int64) string {
 }
 
 func TestWrite(t *testing.T) {
-	img := testImage(13*mib + 777)
+	img := testImage(9*mib + 777)
 	gzimg := gz(img)
 	tests := []struct {
 		name      string
@@ -128,7 +128,7 @@ func TestWrite(t *testing.T) {
 		{name: "served longer than announced", served: img, size: int64(len(img)) - 1, wantErr: "larger than its announced", wantWiped: true},
 		{name: "served shorter than announced", served: img, size: int64(len(img)) + 1, wantErr: "giving up", wantWiped: true},
 		{name: "too many cuts", served: img, cuts: []int{mib, mib, mib, mib, mib, mib, mib}, wantErr: "connection reset", wantWiped: true},
-		{name: "image larger than disk", served: img, diskSize: 8 * mib, wantErr: "does not fit", wantWiped: true},
+		{name: "image larger than disk", served: img, diskSize: 6 * mib, wantErr: "does not fit", wantWiped: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestWrite(t *testing.T) {
 			w := &Writer{Fetch: srv, Log: slog.New(slog.DiscardHandler)}
 			ds := tt.diskSize
 			if ds == 0 {
-				ds = 16 * mib
+				ds = 12 * mib
 			}
 			target := disk(t, ds)
 			im := Image{Path: "/img", SHA256: sum(tt.served), Size: int64(len(tt.served))}
@@ -267,7 +267,13 @@ func TestConfigDriveGPT(t *testing.T) {
 	iso := configDriveISO(t)
 	srv := &server{files: map[string][]byte{"/cd": iso}}
 	w := &Writer{Fetch: srv, Log: slog.New(slog.DiscardHandler)}
-	target := disk(t, 128*mib)
+	target := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(target, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(target, 72*mib); err != nil {
+		t.Fatal(err)
+	}
 	img := gptImage(t)
 	f, err := os.OpenFile(target, os.O_RDWR, 0)
 	if err != nil {
@@ -291,7 +297,7 @@ func TestConfigDriveGPT(t *testing.T) {
 	if tail := got[p.Offset+int64(len(iso)) : p.Offset+p.Size]; !bytes.Equal(tail, make([]byte, len(tail))) {
 		t.Error("rest of the partition not zeroed")
 	}
-	if p.Offset+p.Size > 128*mib || p.Size > 64*mib || p.Offset < 8*mib {
+	if p.Offset+p.Size > 72*mib || p.Size > 64*mib || p.Offset < 4*mib {
 		t.Errorf("placement %+v outside the free space", p)
 	}
 	// The ISO reads back from the partition by its label.
@@ -305,22 +311,42 @@ func TestConfigDriveGPT(t *testing.T) {
 }
 
 func TestConfigDriveErrors(t *testing.T) {
-	tests := map[string][]byte{
-		"not an iso": bytes.Repeat([]byte{1}, 40000),
-		"too large":  make([]byte, 64*mib+1),
+	tests := map[string]int64{
+		"not an iso": 40000,
+		"too large":  64*mib + 1,
 	}
-	for name, served := range tests {
+	for name, size := range tests {
 		t.Run(name, func(t *testing.T) {
-			srv := &server{files: map[string][]byte{"/cd": served}}
+			srv := &endless{size: size}
 			w := &Writer{Fetch: srv, Log: slog.New(slog.DiscardHandler)}
 			if _, err := w.ConfigDrive(context.Background(), disk(t, 16*mib), "/cd"); err == nil {
 				t.Fatal("want an error")
 			}
-			if len(srv.opens) != 1 {
-				t.Errorf("opens = %v, want one (not retried)", srv.opens)
+			if srv.opens != 1 {
+				t.Errorf("opens = %d, want one (not retried)", srv.opens)
 			}
 		})
 	}
+}
+
+// endless serves size bytes of 0x01 for any path.
+type endless struct {
+	size  int64
+	opens int
+}
+
+func (e *endless) Open(context.Context, string, int64) (io.ReadCloser, error) {
+	e.opens++
+	return io.NopCloser(io.LimitReader(ones{}, e.size)), nil
+}
+
+type ones struct{}
+
+func (ones) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 1
+	}
+	return len(p), nil
 }
 
 func configDriveISO(t *testing.T) []byte {
