@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -396,4 +397,55 @@ func (m memDisk) WriteAt(b []byte, off int64) (int, error) {
 		return 0, errors.New("past the end")
 	}
 	return copy(m[off:], b), nil
+}
+
+// TestWriteLoopDevice writes an image with a zero block and a config
+// drive onto a real block device (a loop device): BLKGETSIZE64,
+// BLKZEROOUT and BLKRRPART run for real. Root only, where loop devices
+// work.
+func TestWriteLoopDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for loop devices")
+	}
+	backing := disk(t, 72*mib) // 0xEE everywhere: zero blocks must really be zeroed
+	out, err := exec.Command("losetup", "-f", "--show", backing).Output()
+	if err != nil {
+		t.Skipf("loop devices unavailable: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", loop).Run() })
+
+	img := make([]byte, 4*mib+4*mib) // GPT image, then a zero block
+	copy(img, gptImage(t))
+	srv := &server{files: map[string][]byte{"/img": img, "/cd": configDriveISO(t)}}
+	w := &Writer{Fetch: srv, Log: slog.New(slog.DiscardHandler)}
+	st, err := w.Write(context.Background(), loop, Image{Path: "/img", SHA256: sum(img), Size: int64(len(img))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ZeroBlocks != 1 {
+		t.Errorf("zero blocks = %d, want 1", st.ZeroBlocks)
+	}
+	p, err := w.ConfigDrive(context.Background(), loop, "/cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(backing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The config drive rewrote the tables; the rest is the image's.
+	if !bytes.Equal(got[34*512:4*mib-33*512], img[34*512:4*mib-33*512]) {
+		t.Error("backing file does not hold the image")
+	}
+	if !bytes.Equal(got[4*mib:8*mib], make([]byte, 4*mib)) {
+		t.Error("zero block not zeroed on the device")
+	}
+	tbl, err := partition.Read(bytes.NewReader(got), int64(len(got)))
+	if err != nil || tbl.Kind != partition.KindGPT || len(tbl.GPT.Entries) != 2 {
+		t.Errorf("table = %+v, %v", tbl, err)
+	}
+	if p.Offset < int64(len(img)) || p.Offset+p.Size > 72*mib {
+		t.Errorf("config drive at %+v", p)
+	}
 }
