@@ -160,7 +160,7 @@ func (r *Runner) writeImage(ctx context.Context, log *slog.Logger, raw json.RawM
 	if err := decode(raw, &args); err != nil {
 		return "", err
 	}
-	target, err := r.target(args.Hints)
+	target, err := r.target(ctx, args.Hints)
 	if err != nil {
 		return "", err
 	}
@@ -177,13 +177,19 @@ func (r *Runner) writeImage(ctx context.Context, log *slog.Logger, raw json.RawM
 }
 
 // target is the RAID root volume when there is one (created by this
-// agent, or found under /dev/md after a restart), else the hinted or
-// guessed disk.
-func (r *Runner) target(h *agentapi.RootDeviceHints) (string, error) {
+// agent, or found under /dev/md, assembled if need be, after a
+// restart), else the hinted or guessed disk.
+func (r *Runner) target(ctx context.Context, h *agentapi.RootDeviceHints) (string, error) {
 	if root := r.root(); root != "" {
 		return root, nil
 	}
 	root, err := r.raid.FindRoot()
+	if err == nil && root == "" {
+		// After a reboot into the agent, arrays exist only on their
+		// members: writing to a member would break the array.
+		r.raid.AssembleAll(ctx)
+		root, err = r.raid.FindRoot()
+	}
 	if err != nil {
 		return "", err
 	}

@@ -93,6 +93,18 @@ func newNode(t *testing.T) *node {
 	return n
 }
 
+// runner is New(n.cfg) kept off the host: mdadm is absent unless a test
+// installs a fake one.
+func (n *node) runner(t *testing.T) *Runner {
+	r := New(n.cfg)
+	r.raid.MDADM = filepath.Join(n.root, "no-mdadm")
+	r.raid.Exec = func(_ context.Context, name string, args ...string) ([]byte, error) {
+		t.Errorf("ran %s %v without a fake", name, args)
+		return nil, fmt.Errorf("no mdadm in tests")
+	}
+	return r
+}
+
 func sparse(t *testing.T, p string, size int64) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -150,7 +162,7 @@ func (n *node) head(t *testing.T, dev string, size int) []byte {
 
 func TestInspect(t *testing.T) {
 	n := newNode(t)
-	res := New(n.cfg).Run(context.Background(), agentapi.Command{ID: "c1", Interface: "inspect", Step: "inspect"})
+	res := n.runner(t).Run(context.Background(), agentapi.Command{ID: "c1", Interface: "inspect", Step: "inspect"})
 	want := agentapi.Result{ID: "c1", State: agentapi.StateSucceeded, Inventory: &agentapi.Inventory{
 		CPUs: 1, CPUModel: "QEMU Virtual CPU version 2.5+", MemoryMiB: 990, BootMode: "bios",
 		Disks: []agentapi.Disk{
@@ -177,7 +189,7 @@ func TestWriteImage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n := newNode(t)
-			res := New(n.cfg).Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image",
+			res := n.runner(t).Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image",
 				Args: n.writeArgs(t, tt.hints, true)})
 			want := agentapi.Result{ID: "w", State: agentapi.StateSucceeded, RootDevice: "/dev/" + tt.want}
 			if d := cmp.Diff(want, res); d != "" {
@@ -202,7 +214,7 @@ func TestWriteImage(t *testing.T) {
 
 func TestWriteImageNoDiskMatches(t *testing.T) {
 	n := newNode(t)
-	res := New(n.cfg).Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image",
+	res := n.runner(t).Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image",
 		Args: n.writeArgs(t, &agentapi.RootDeviceHints{Serial: "nope"}, false)})
 	if res.State != agentapi.StateFailed || !strings.Contains(res.Error, `serial="nope"`) {
 		t.Errorf("result = %+v", res)
@@ -211,12 +223,11 @@ func TestWriteImageNoDiskMatches(t *testing.T) {
 
 func TestEraseDevicesMetadata(t *testing.T) {
 	n := newNode(t)
-	r := New(n.cfg)
+	r := n.runner(t)
 	if res := r.Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image", Args: n.writeArgs(t, nil, false)}); res.State != agentapi.StateSucceeded {
 		t.Fatal(res.Error)
 	}
 	// A running md array the erase must stop first (no mdadm here: sysfs).
-	r.raid.MDADM = filepath.Join(n.root, "no-mdadm")
 	state := filepath.Join(n.root, "sys", "block", "md127", "md", "array_state")
 	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
 		t.Fatal(err)
@@ -255,14 +266,14 @@ func fakeMdadm(_ context.Context, _ string, args ...string) ([]byte, error) {
 
 func TestRAIDThenWriteImage(t *testing.T) {
 	n := newNode(t)
-	r := New(n.cfg)
+	r := n.runner(t)
 	r.raid.Exec = fakeMdadm
 	args, _ := json.Marshal(agentapi.RAIDArgs{Volumes: []agentapi.RAIDVolume{{RAIDLevel: "1", Root: true}}})
 	res := r.Run(context.Background(), agentapi.Command{ID: "r", Interface: "raid", Step: "apply_configuration", Args: args})
 	if d := cmp.Diff(agentapi.Result{ID: "r", State: agentapi.StateSucceeded, RootDevice: "/dev/md/root"}, res); d != "" {
 		t.Fatalf("result (-want +got):\n%s", d)
 	}
-	for _, runner := range []*Runner{r, New(n.cfg)} { // the second is a restarted agent
+	for _, runner := range []*Runner{r, n.runner(t)} { // the second is a restarted agent
 		res = runner.Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image",
 			Args: n.writeArgs(t, &agentapi.RootDeviceHints{Name: "vdb"}, false)})
 		if d := cmp.Diff(agentapi.Result{ID: "w", State: agentapi.StateSucceeded, RootDevice: "/dev/md/root"}, res); d != "" {
@@ -288,7 +299,7 @@ func TestRunFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := New(n.cfg).Run(context.Background(), tt.cmd)
+			res := n.runner(t).Run(context.Background(), tt.cmd)
 			if res.ID != "x" || res.State != agentapi.StateFailed || !strings.Contains(res.Error, tt.want) {
 				t.Errorf("result = %+v, want failed with %q", res, tt.want)
 			}
@@ -314,4 +325,34 @@ func (m memDisk) WriteAt(b []byte, off int64) (int, error) {
 		return 0, io.ErrShortWrite
 	}
 	return copy(m[off:], b), nil
+}
+
+// TestWriteImageAssemblesAfterReboot: after a reboot into the agent the
+// root array exists only on its members; write_image must assemble it
+// and write there, never onto a member disk.
+func TestWriteImageAssemblesAfterReboot(t *testing.T) {
+	n := newNode(t)
+	r := n.runner(t)
+	r.raid.MDADM = filepath.Join(n.root, "mdadm")
+	if err := os.WriteFile(r.raid.MDADM, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var ran [][]string
+	r.raid.Exec = func(ctx context.Context, name string, args ...string) ([]byte, error) {
+		ran = append(ran, args)
+		if args[0] == "--assemble" {
+			return fakeMdadm(ctx, name, "--create", filepath.Join(n.root, "dev", "md", "root"))
+		}
+		return nil, nil
+	}
+	res := r.Run(context.Background(), agentapi.Command{ID: "w", Interface: "deploy", Step: "write_image", Args: n.writeArgs(t, nil, false)})
+	if d := cmp.Diff(agentapi.Result{ID: "w", State: agentapi.StateSucceeded, RootDevice: "/dev/md/root"}, res); d != "" {
+		t.Fatalf("result (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([][]string{{"--assemble", "--scan", "--homehost=any"}}, ran); d != "" {
+		t.Errorf("mdadm runs (-want +got):\n%s", d)
+	}
+	if got := n.head(t, "vda", 512); !bytes.Equal(got, make([]byte, 512)) {
+		t.Error("image went to a member disk")
+	}
 }

@@ -267,6 +267,21 @@ func (m *Manager) FindRoot() (string, error) {
 	return "", fmt.Errorf("md arrays %s exist but none is named %s: cannot tell the root volume", strings.Join(names, ", "), DefaultRootName)
 }
 
+// AssembleAll asks mdadm to assemble every array it finds on the disks
+// (--assemble --scan; --homehost=any names them /dev/md/<name>). The
+// kernel does not assemble metadata 1.x arrays by itself and the agent
+// runs no udev, so after a reboot into the agent a RAID root volume
+// exists only on its members until this runs. Finding none is not an
+// error; without mdadm it does nothing.
+func (m *Manager) AssembleAll(ctx context.Context) {
+	if _, err := os.Stat(m.MDADM); m.MDADM == "" || err != nil {
+		return
+	}
+	if out, err := m.Exec(ctx, m.MDADM, "--assemble", "--scan", "--homehost=any"); err != nil {
+		m.Log.InfoContext(ctx, "mdadm assembled no arrays", "err", err, "output", lastLine(out))
+	}
+}
+
 // StopAll stops every md array the kernel runs (SysRoot/block/md*): with
 // mdadm --stop where mdadm exists (it also removes /dev/md/<name>), else
 // by writing "clear" to md/array_state.
