@@ -4,7 +4,8 @@
 // starts with its magic, and the output goes to the disk in 4 MiB blocks,
 // all-zero blocks as BLKZEROOUT (the disk is not known to be zero). A
 // broken download resumes with a Range request from the next byte not
-// yet received. When the checksum or the size is wrong, or anything
+// yet received. A GPT image's backup table then moves to the real end of
+// the disk (sgdisk -e). When the checksum or the size is wrong, or anything
 // fails after the first write, the first and last MiB of what was
 // written are zeroed: a half-written image must never boot.
 package imagewrite
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"metalsync.dev/metalsync/agent/blockdev"
+	"metalsync.dev/metalsync/agent/partition"
 	"metalsync.dev/metalsync/internal/backoff"
 )
 
@@ -124,6 +126,15 @@ func (w *Writer) Write(ctx context.Context, target string, img Image) (Stats, er
 			}
 		}
 		return st, err
+	}
+	// A GPT image on a bigger disk has its backup table mid-disk; the
+	// image is verified, so its table is trusted enough to rewrite.
+	if moved, err := partition.MoveBackupGPT(f, diskSize); err != nil {
+		w.Log.WarnContext(ctx, "backup GPT left where the image put it", "device", target, "err", err)
+	} else if moved {
+		if err := f.Sync(); err != nil {
+			return st, fmt.Errorf("sync target %s: %w", target, err)
+		}
 	}
 	if err := blockdev.RereadPartitions(f); err != nil {
 		w.Log.WarnContext(ctx, "re-read partition table", "device", target, "err", err)

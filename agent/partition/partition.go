@@ -408,6 +408,47 @@ func addGPT(d Disk, diskSize, need int64, g *GPT) (Placement, error) {
 	return Placement{Kind: KindGPT, Offset: int64(start) * ss, Size: int64(lastUsable-start+1) * ss, Index: slot}, nil
 }
 
+// MoveBackupGPT moves the backup GPT of a whole-disk image to the end of
+// a disk bigger than the image (what sgdisk -e does, and IPA after every
+// write) and makes the space up to it usable. It reports whether it
+// changed anything: MBR disks, disks without a table and GPTs already at
+// the end are left alone.
+func MoveBackupGPT(d Disk, diskSize int64) (bool, error) {
+	t, err := Read(d, diskSize)
+	if err != nil {
+		return false, err
+	}
+	if t.Kind != KindGPT {
+		return false, nil
+	}
+	g := t.GPT
+	sectors := uint64(diskSize / g.SectorSize)
+	if g.AltLBA == sectors-1 {
+		return false, nil
+	}
+	entrySectors := (uint64(len(g.raw)) + uint64(g.SectorSize) - 1) / uint64(g.SectorSize)
+	backupEntries := sectors - 1 - entrySectors
+	var used uint64
+	for _, e := range g.Entries {
+		used = max(used, e.LastLBA)
+	}
+	if backupEntries <= used || backupEntries <= g.EntriesLBA+entrySectors {
+		return false, fmt.Errorf("gpt: partitions reach sector %d, past where the backup table goes (%d)", used, backupEntries)
+	}
+	oldAlt := g.AltLBA
+	g.LastUsable = backupEntries - 1
+	g.AltLBA = sectors - 1
+	if err := writeGPT(d, g, sectors, backupEntries); err != nil {
+		return false, err
+	}
+	if oldAlt > 1 && oldAlt < backupEntries && oldAlt > used {
+		if _, err := d.WriteAt(make([]byte, g.SectorSize), int64(oldAlt)*g.SectorSize); err != nil {
+			return false, fmt.Errorf("gpt: clear old backup header: %w", err)
+		}
+	}
+	return true, fixProtectiveMBR(d, sectors, g.SectorSize)
+}
+
 // writeGPT writes the entry array and both headers.
 func writeGPT(d Disk, g *GPT, sectors, backupEntries uint64) error {
 	ss := g.SectorSize

@@ -107,11 +107,11 @@ func TestAddConfigDriveGPT(t *testing.T) {
 	if got := binary.LittleEndian.Uint32(disk[446+12:]); int64(got) != sectors-1 {
 		t.Errorf("protective mbr size = %d", got)
 	}
-	sgdiskVerify(t, disk)
+	sgdiskVerify(t, disk, true)
 }
 
 // sgdiskVerify runs sgdisk -v on the disk as an independent oracle.
-func sgdiskVerify(t *testing.T, disk memDisk) {
+func sgdiskVerify(t *testing.T, disk memDisk, configDrive bool) {
 	t.Helper()
 	sg, err := exec.LookPath("sgdisk")
 	if err != nil {
@@ -128,6 +128,9 @@ func sgdiskVerify(t *testing.T, disk memDisk) {
 	out, err := exec.Command(sg, "-v", p).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "No problems found") {
 		t.Errorf("sgdisk -v: %v\n%s", err, out)
+	}
+	if !configDrive {
+		return
 	}
 	out, _ = exec.Command(sg, "-i", "3", p).CombinedOutput()
 	if !strings.Contains(string(out), "Partition name: 'config-2'") {
@@ -274,4 +277,35 @@ func FuzzParseMBR(f *testing.F) {
 			t.Fatalf("%d entries", len(es))
 		}
 	})
+}
+
+func TestMoveBackupGPT(t *testing.T) {
+	disk := make(memDisk, 32*mib)
+	copy(disk, gptImage(t))
+	moved, err := MoveBackupGPT(disk, int64(len(disk)))
+	if err != nil || !moved {
+		t.Fatalf("MoveBackupGPT = %v, %v", moved, err)
+	}
+	tbl, err := Read(disk, int64(len(disk)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sectors := uint64(len(disk) / 512)
+	if tbl.GPT.AltLBA != sectors-1 || tbl.GPT.LastUsable != sectors-34 || len(tbl.GPT.Entries) != 2 {
+		t.Errorf("header alt %d last usable %d entries %d", tbl.GPT.AltLBA, tbl.GPT.LastUsable, len(tbl.GPT.Entries))
+	}
+	if bytes.Contains(disk[8*mib-512:8*mib], []byte(gptSignature)) {
+		t.Error("old backup header still at the image end")
+	}
+	sgdiskVerify(t, disk, false)
+	// Again: already at the end.
+	if moved, err := MoveBackupGPT(disk, int64(len(disk))); err != nil || moved {
+		t.Errorf("second MoveBackupGPT = %v, %v", moved, err)
+	}
+	// MBR: untouched.
+	mbr := make(memDisk, 16*mib)
+	copy(mbr, mbrImage([3]uint32{0x83, 2048, 4096}))
+	if moved, err := MoveBackupGPT(mbr, int64(len(mbr))); err != nil || moved {
+		t.Errorf("MoveBackupGPT on MBR = %v, %v", moved, err)
+	}
 }
