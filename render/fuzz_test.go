@@ -2,17 +2,17 @@ package render
 
 import (
 	"encoding/json"
-	"net/netip"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 
+	"metalsync.dev/metalsync/render/networkdata"
 	"metalsync.dev/metalsync/schema"
 )
 
 // FuzzNetworkData feeds arbitrary networks (as JSON of schema.Network) to
-// both renderers. They must never panic; what they accept must be valid
-// JSON whose addresses all parse, and NetworkConfig must accept whatever
+// both renderers. They must never panic; what NetworkData accepts must
+// pass the agent's networkdata.Parse, and NetworkConfig must accept whatever
 // NetworkData accepts (the config drive is the stricter format).
 func FuzzNetworkData(f *testing.F) {
 	for _, topo := range topologies() {
@@ -38,30 +38,10 @@ func FuzzNetworkData(f *testing.F) {
 		if v1err != nil {
 			t.Fatalf("NetworkData accepted what NetworkConfig rejects: %v", v1err)
 		}
-		var doc osNetworkData
-		if err := json.Unmarshal(nd, &doc); err != nil {
-			t.Fatalf("network_data.json is not JSON: %v", err)
-		}
-		ids := map[string]bool{}
-		for _, l := range doc.Links {
-			ids[l.ID] = true
-		}
-		for _, nw := range doc.Networks {
-			if !ids[nw.Link] {
-				t.Fatalf("network %s on unknown link %q", nw.ID, nw.Link)
-			}
-			for _, s := range []string{nw.IPAddress, nw.Netmask} {
-				if _, err := netip.ParseAddr(s); err != nil {
-					t.Fatalf("network %s: %v", nw.ID, err)
-				}
-			}
-			for _, r := range nw.Routes {
-				for _, s := range []string{r.Network, r.Netmask, r.Gateway} {
-					if _, err := netip.ParseAddr(s); err != nil {
-						t.Fatalf("network %s route: %v", nw.ID, err)
-					}
-				}
-			}
+		// The agent reads what the renderer writes: one set of types, and
+		// the parser must accept every rendering.
+		if _, err := networkdata.Parse(nd); err != nil {
+			t.Fatalf("the agent's parser rejects the rendered network_data.json: %v\n%s", err, nd)
 		}
 	})
 }

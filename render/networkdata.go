@@ -7,54 +7,9 @@ import (
 	"net"
 	"net/netip"
 
+	"metalsync.dev/metalsync/render/networkdata"
 	"metalsync.dev/metalsync/schema"
 )
-
-// OpenStack network_data.json, in the shape Nova writes and cloud-init's
-// convert_net_json reads. Field order is fixed so the output is stable.
-type osNetworkData struct {
-	Links    []osLink    `json:"links"`
-	Networks []osNetwork `json:"networks"`
-	Services []osService `json:"services"`
-}
-
-type osLink struct {
-	ID         string   `json:"id"`
-	Type       string   `json:"type"`
-	MAC        string   `json:"ethernet_mac_address,omitempty"`
-	MTU        int      `json:"mtu,omitempty"`
-	BondLinks  []string `json:"bond_links,omitempty"`
-	BondMode   string   `json:"bond_mode,omitempty"`
-	BondMiimon int      `json:"bond_miimon,omitempty"`
-	VLANLink   string   `json:"vlan_link,omitempty"`
-	VLANID     int      `json:"vlan_id,omitempty"`
-	VLANMAC    string   `json:"vlan_mac_address,omitempty"`
-}
-
-type osNetwork struct {
-	ID        string    `json:"id"`
-	Type      string    `json:"type"`
-	Link      string    `json:"link"`
-	IPAddress string    `json:"ip_address"`
-	Netmask   string    `json:"netmask"`
-	Routes    []osRoute `json:"routes"`
-}
-
-type osRoute struct {
-	Network string `json:"network"`
-	Netmask string `json:"netmask"`
-	Gateway string `json:"gateway"`
-	// Metric is not in Nova's format; cloud-init passes it through.
-	Metric int `json:"metric,omitempty"`
-}
-
-type osService struct {
-	Type    string `json:"type"`
-	Address string `json:"address"`
-	// Search is not in Nova's format (which has no search domains);
-	// cloud-init reads it from a nameserver entry.
-	Search []string `json:"search,omitempty"`
-}
 
 // bondMiimon is the link monitoring interval (ms) every bond gets: without
 // one the kernel never notices a dead member.
@@ -69,42 +24,42 @@ func NetworkData(n *schema.Network) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc := osNetworkData{Links: []osLink{}, Networks: []osNetwork{}, Services: []osService{}}
+	doc := networkdata.Data{Links: []networkdata.Link{}, Networks: []networkdata.Network{}, Services: []networkdata.Service{}}
 	for _, l := range p.links {
-		ol := osLink{ID: l.Name, MTU: l.MTU}
+		ol := networkdata.Link{ID: l.Name, MTU: l.MTU}
 		switch l.Type {
 		case schema.LinkPhy:
 			if l.mac == "" {
 				return nil, fmt.Errorf("link %s: a config drive needs the mac of every phy", l.Name)
 			}
-			ol.Type, ol.MAC = "phy", l.mac
+			ol.Type, ol.MAC = networkdata.LinkPhy, l.mac
 		case schema.LinkBond:
-			ol.Type, ol.MAC = "bond", l.effMAC
+			ol.Type, ol.MAC = networkdata.LinkBond, l.effMAC
 			ol.BondMode, ol.BondMiimon = l.Mode, bondMiimon
 			for _, m := range l.members {
 				ol.BondLinks = append(ol.BondLinks, m.Name)
 			}
 		case schema.LinkVLAN:
-			ol.Type, ol.VLANLink, ol.VLANID, ol.VLANMAC = "vlan", l.Parent, l.ID, l.effMAC
+			ol.Type, ol.VLANLink, ol.VLANID, ol.VLANMAC = networkdata.LinkVLAN, l.Parent, l.ID, l.effMAC
 			if ol.VLANMAC == "" {
 				return nil, fmt.Errorf("link %s: a config drive needs a mac for the vlan or its parent %s", l.Name, l.Parent)
 			}
 		}
 		doc.Links = append(doc.Links, ol)
 		for i, a := range l.addrs {
-			on := osNetwork{
+			on := networkdata.Network{
 				ID:        fmt.Sprintf("network%d", len(doc.Networks)),
-				Type:      "ipv4",
+				Type:      networkdata.NetworkIPv4,
 				Link:      l.Name,
 				IPAddress: a.Addr().String(),
 				Netmask:   mask(a),
-				Routes:    []osRoute{},
+				Routes:    []networkdata.Route{},
 			}
 			if a.Addr().Is6() {
-				on.Type = "ipv6"
+				on.Type = networkdata.NetworkIPv6
 			}
 			for _, r := range l.routes[i] {
-				on.Routes = append(on.Routes, osRoute{
+				on.Routes = append(on.Routes, networkdata.Route{
 					Network: r.to.Addr().String(),
 					Netmask: mask(r.to),
 					Gateway: r.via.String(),
@@ -118,7 +73,7 @@ func NetworkData(n *schema.Network) ([]byte, error) {
 		return nil, errors.New("dns: a config drive carries search domains only together with a server")
 	}
 	for i, s := range p.dns.Servers {
-		svc := osService{Type: "dns", Address: s}
+		svc := networkdata.Service{Type: networkdata.ServiceDNS, Address: s}
 		if i == 0 {
 			svc.Search = p.dns.Search
 		}

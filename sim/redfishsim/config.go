@@ -88,6 +88,13 @@ type SystemConfig struct {
 	// emulators do. SectionFirmware fails the UpdateService's
 	// FirmwareInventory (on the shared listener: when every system has it).
 	Sections map[Section]int
+	// Machine, when set, is the host behind this BMC (a QEMU machine, see
+	// Machine): power actions, the boot override and the CD1 virtual media
+	// drive it, and PowerState reads back from it. PowerOnDelay,
+	// PowerOffDelay, ReportTransitional and PoweredOn do not apply: the
+	// machine has its own timing and state. NIC.1 reports the machine's
+	// MAC (when it has a MAC method) unless MACs names one.
+	Machine Machine
 	// RedirectToUUID puts the system at /Systems/<UUID>, the way emulators
 	// in front of virtual machines name them; a request that names it by
 	// its ID is answered 307 with the UUID URL (method and body to be sent

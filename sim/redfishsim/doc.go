@@ -54,6 +54,26 @@
 // and SystemConfig.RequireIfMatch answers 428 without one. Actions ignore
 // If-Match, as most BMCs do.
 //
+// # A real (emulated) host behind a BMC
+//
+// SystemConfig.Machine puts a Machine (a QEMU guest: *qemumachine.Machine)
+// behind a system:
+//
+//	m, _ := qemumachine.Start(ctx, qemumachine.Config{Dir: dir, Disks: ...})
+//	sim, _ := redfishsim.New(redfishsim.Config{Systems: []redfishsim.SystemConfig{{ID: "vm-1", Machine: m}}})
+//
+// Reset types drive it (On/ForceOn: power on; ForceOff: stop;
+// GracefulShutdown: ACPI power button, ignored by a guest without ACPI;
+// ForceRestart and GracefulRestart: reset; PowerCycle: off then on;
+// PushPowerButton: button or on), PowerState reads back from it (a guest
+// that powers itself off reads Off), and each power-on first sets the
+// machine's boot order from the override (Cd, Pxe, else the disk); a Once
+// override is used up by that boot and the order goes back to the disk.
+// Inserting into CD1 downloads the whole image into the machine's Dir and
+// hands that file to the machine (a hot insert of a URL hung guests);
+// ejecting removes it. RemovableDisk1 stays simulated. Server.System
+// reports the power state the BMC last read from the machine.
+//
 // # Faults and latency
 //
 // SystemConfig.Profile sets latency (ProfileIDRAC9: about 150 ms median

@@ -51,7 +51,7 @@ func (c *call) virtualMedia(rest []string) {
 				c.insertAction(dev)
 			}
 		case "VirtualMedia.EjectMedia":
-			if c.method(http.MethodPost) {
+			if c.method(http.MethodPost) && c.ejectMachine(dev) {
 				s.mu.Lock()
 				dev.eject()
 				s.mu.Unlock()
@@ -77,7 +77,7 @@ func (s *system) mediaBase() string {
 }
 
 func (m *mediaDev) eject() {
-	m.image, m.inserted, m.transferProto = "", false, ""
+	m.image, m.inserted, m.transferProto, m.file = "", false, "", ""
 }
 
 type mediaTag struct {
@@ -159,7 +159,12 @@ func (c *call) insert(dev *mediaDev, p mediaParams) {
 		return
 	}
 	s := c.sys
+	file, ok := c.insertMachine(dev, *p.Image)
+	if !ok {
+		return
+	}
 	s.mu.Lock()
+	dev.file = file
 	dev.image, dev.inserted, dev.transferProto = *p.Image, true, proto
 	dev.writeProtect = p.WriteProtected == nil || *p.WriteProtected
 	s.mu.Unlock()
@@ -209,6 +214,9 @@ func (c *call) patchMedia(dev *mediaDev) {
 	}
 	switch {
 	case !inserted || image == "":
+		if !c.ejectMachine(dev) {
+			return
+		}
 		s.mu.Lock()
 		dev.eject()
 		if p.WriteProtected != nil {

@@ -75,6 +75,9 @@ func (c *call) systemRoutes(rest []string) {
 	if len(rest) > 0 && c.sectionFails(Section(rest[0])) {
 		return
 	}
+	if s.cfg.Machine != nil && c.machineRoutes(rest) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleLocked(c.now)
@@ -82,17 +85,7 @@ func (c *call) systemRoutes(rest []string) {
 	at := func(p ...string) bool { return slices.Equal(rest, p) }
 	switch {
 	case len(rest) == 0:
-		if !c.method(http.MethodGet, http.MethodPatch) {
-			return
-		}
-		d, tag := c.systemDocLocked()
-		if c.r.Method == http.MethodPatch {
-			if c.ifMatch(tag) {
-				c.patchSystemLocked()
-			}
-			return
-		}
-		c.ok(d, tag)
+		c.systemLocked()
 	case at("Actions", "ComputerSystem.Reset"):
 		if c.method(http.MethodPost) {
 			c.resetLocked()
@@ -136,6 +129,21 @@ func (c *call) systemRoutes(rest []string) {
 	default:
 		c.notFound()
 	}
+}
+
+// systemLocked serves GET and PATCH of the ComputerSystem.
+func (c *call) systemLocked() {
+	if !c.method(http.MethodGet, http.MethodPatch) {
+		return
+	}
+	d, tag := c.systemDocLocked()
+	if c.r.Method == http.MethodPatch {
+		if c.ifMatch(tag) {
+			c.patchSystemLocked()
+		}
+		return
+	}
+	c.ok(d, tag)
 }
 
 const (

@@ -68,6 +68,7 @@ type mediaDev struct {
 	inserted      bool
 	writeProtect  bool
 	transferProto string
+	file          string // the downloaded image in the machine's Dir (machine-backed CD1 only)
 }
 
 type update struct {
@@ -100,6 +101,8 @@ type system struct {
 	updates  []update          // guarded by mu; running firmware updates
 	applied  []string          // guarded by mu; images of finished updates
 	extra    map[string]string // guarded by mu; AssetTag, HostName, IndicatorLED
+
+	machineMu sync.Mutex // serializes operations on cfg.Machine; taken before mu, never inside it
 }
 
 type bootState struct {
@@ -129,6 +132,10 @@ func newSystem(cfg SystemConfig, index int, fetch *http.Client) *system {
 	}
 	if cfg.HTTPClient != nil {
 		s.fetch = cfg.HTTPClient
+	}
+	if m, ok := cfg.Machine.(interface{ MAC() string }); ok && m.MAC() != "" && (len(cfg.MACs) == 0 || cfg.MACs[0] == "") {
+		// NIC.1 is the machine's NIC, so an inventory's MAC check holds.
+		s.cfg.MACs = append([]string{m.MAC()}, cfg.MACs[min(1, len(cfg.MACs)):]...)
 	}
 	s.seg = s.id
 	if cfg.RedirectToUUID {
