@@ -40,6 +40,7 @@ type serveArgs struct {
 	logLevel         string
 	simulateAgent    bool
 	mediaDir         string
+	stateDir         string
 	// onPass, when set, sees every pass's report (the demo's progress).
 	onPass      func(apply.Report)
 	authorName  string
@@ -66,6 +67,7 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	fs.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&a.mediaDir, "media-dir", "", "directory for published boot media (default: a temporary directory)")
+	fs.StringVar(&a.stateDir, "state-dir", "", "directory for the deploy agent's CA, key, image cache and logs (default: $STATE_DIRECTORY, else ~/.local/state/metalsync)")
 	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "run in-band steps with the simulated deploy agent (for simulated fleets only)")
 	fs.StringVar(&a.authorName, "author-name", "", "status commit author (default: the site's git.authorName, else metalsync)")
 	fs.StringVar(&a.authorEmail, "author-email", "", "status commit e-mail (default: the site's git.authorEmail)")
@@ -148,10 +150,17 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		return err
 	}
 	cur := &currentRevision{}
-	media := &sitePublisher{log: log, site: cur.Site}
-	ex := buildExecutor(a, env, cur, media, metrics, log)
+	agents, err := buildServeAgent(a, env, in.site, cur, metrics, log)
+	if err != nil {
+		return err
+	}
+	if agents != nil {
+		defer agents.close()
+	}
+	media := &sitePublisher{log: log, site: cur.Site, agents: agents}
+	ex := buildExecutor(a, env, cur, media, agents, metrics, log)
 	trigger := make(chan struct{}, 1)
-	d, err := buildDaemon(in, ex, cur, loader, metrics, trigger, log)
+	d, err := buildDaemon(in, ex, cur, loader, agents, metrics, trigger, log)
 	if err != nil {
 		return err
 	}
@@ -163,7 +172,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		return err
 	}
 	r := &running{d: d, writer: in.writer, listen: listenAddr(a, in.site), mux: mux, mediaDir: mediaDir, media: media,
-		closeBMCs: ex.Registry.Close}
+		agents: agents, closeBMCs: ex.Registry.Close}
 	// Nothing acts on the fleet before the lease is ours; losing it (a
 	// person ran unlock) stops the daemon.
 	ctx, lost := context.WithCancelCause(ctx)
@@ -200,6 +209,20 @@ func (c *currentRevision) get() (*schema.Inventory, fs.FS) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.inv, c.fsys
+}
+
+// Node is the revision's node of that name, or nil.
+func (c *currentRevision) Node(name string) *schema.Node {
+	inv, _ := c.get()
+	if inv == nil {
+		return nil
+	}
+	for _, n := range inv.Nodes {
+		if n.Name() == name {
+			return n
+		}
+	}
+	return nil
 }
 
 // ReadFile reads a file of the revision.
@@ -239,6 +262,9 @@ func (c *currentRevision) Driver(node string) string {
 type sitePublisher struct {
 	log  *slog.Logger
 	site func() *schema.Site // the current revision's site file
+	// agents, when set, makes every node's media a view of the agent
+	// template carrying its agent settings.
+	agents *agentStack
 
 	mu      sync.Mutex
 	srv     *mediaserver.Server    // guarded by mu
@@ -263,7 +289,11 @@ func (p *sitePublisher) publisher() (*mediaserver.Publisher, error) {
 		return nil, errors.New("media server not started yet")
 	}
 	if p.pub == nil || p.pubSite != site {
-		pub, err := mediaserver.NewPublisher(p.srv, site, mediaserver.PublisherOptions{})
+		var opts mediaserver.PublisherOptions
+		if p.agents != nil {
+			opts.Template, opts.Agent = p.agents.tmpl, p.agents.mediaAgent
+		}
+		pub, err := mediaserver.NewPublisher(p.srv, site, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -283,6 +313,9 @@ func (p *sitePublisher) Publish(ctx context.Context, node *schema.Node, epoch st
 
 // Unpublish implements apply.Media.
 func (p *sitePublisher) Unpublish(ctx context.Context, node string) error {
+	if p.agents != nil {
+		p.agents.srv.Revoke(node)
+	}
 	pub, err := p.publisher()
 	if err != nil {
 		return err

@@ -53,7 +53,7 @@ type inventoryIO struct {
 	// files takes the invalid-inventory report.
 	files  statussink.FileUpdater
 	writer *gitstatus.Writer // the Git status writer; nil for --local
-	site   *schema.Site      // the branch head's site file at start; nil for --local or an invalid head
+	site   *schema.Site      // the site file at start; nil for an invalid head
 	// lease is the fleet's lease (in the remote, or beside a local
 	// directory); unlock the command that breaks it.
 	lease  *lease.Lease
@@ -68,6 +68,10 @@ func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema
 			return inventoryIO{}, err
 		}
 		in.lease, in.unlock = l, unlockCommand(a.local)
+		// The site file at start says whether the deploy agent runs.
+		if inv, _ := loader.Load(os.DirFS(a.local)); inv != nil {
+			in.site = inv.Site
+		}
 		return in, nil
 	}
 	return buildGitIO(ctx, a, env, loader, metrics, log)
@@ -195,7 +199,7 @@ func flushReporter(metrics *daemon.Metrics, log *slog.Logger) func(gitstatus.Res
 
 // buildExecutor returns the executor without its status sink, which goes
 // through the daemon (see buildDaemon).
-func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Media, metrics *daemon.Metrics, log *slog.Logger) *apply.Executor {
+func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Media, agents *agentStack, metrics *daemon.Metrics, log *slog.Logger) *apply.Executor {
 	agent := &agentsim.Agent{}
 	return &apply.Executor{
 		Registry: defaultRegistry(),
@@ -206,8 +210,11 @@ func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Medi
 			return cur.ReadFile(name) // an ageFile of the revision being reconciled
 		}},
 		AgentFor: func(driver string) apply.Agent {
-			if a.simulateAgent || driver == "fake" {
+			switch {
+			case a.simulateAgent || driver == "fake":
 				return agent
+			case agents != nil:
+				return agents.srv.Agent()
 			}
 			return nil
 		},
@@ -219,12 +226,15 @@ func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Medi
 // buildDaemon returns the daemon following in's source, and completes ex
 // with the status sink: in's, wrapped by the daemon so that its observed
 // state follows every write.
-func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loader *schema.Loader, metrics *daemon.Metrics, trigger <-chan struct{}, log *slog.Logger) (*daemon.Daemon, error) {
+func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loader *schema.Loader, agents *agentStack, metrics *daemon.Metrics, trigger <-chan struct{}, log *slog.Logger) (*daemon.Daemon, error) {
 	d, err := daemon.New(daemon.Config{Source: in.source, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
 		Invalid: &statussink.InvalidReport{Files: in.files, Log: log},
 		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
 			cur.set(inv, fsys)
 			in.track(inv)
+			if agents != nil {
+				agents.allowFromStatus(inv)
+			}
 		}})
 	if err != nil {
 		return nil, err
@@ -271,6 +281,7 @@ type running struct {
 	mux      http.Handler
 	mediaDir string
 	media    *sitePublisher
+	agents   *agentStack // nil without a deploy agent
 	// release gives the fleet's lease back; closeBMCs logs out of every
 	// kept BMC session.
 	release   func() error
@@ -298,6 +309,13 @@ func (r *running) run(ctx context.Context, log *slog.Logger, started func(served
 			fail(err)
 		}
 	})
+	if r.agents != nil {
+		wg.Go(func() {
+			if err := r.agents.serve(runCtx, nil); err != nil {
+				fail(err)
+			}
+		})
+	}
 	all := []error{r.d.Run(runCtx)}
 	stop()
 	stopWriter()
@@ -337,4 +355,29 @@ func (r *running) serveHTTP(ctx context.Context, fail func(error), log *slog.Log
 			started(served{daemon: r.d, addr: addr, writer: r.writer})
 		}
 	})
+}
+
+// buildServeAgent starts the deploy agent's side when the site asks for
+// it (agent.image and agent.url); nil otherwise.
+func buildServeAgent(a serveArgs, env *Env, site *schema.Site, cur *currentRevision, metrics *daemon.Metrics, log *slog.Logger) (*agentStack, error) {
+	if !agentConfigured(site) {
+		return nil, nil
+	}
+	return buildAgentStack(site, stateDir(a.stateDir, env), env.Getenv, cur.Node, metrics.Registry, log)
+}
+
+// stateDir is --state-dir, else systemd's $STATE_DIRECTORY, else
+// ~/.local/state/metalsync.
+func stateDir(flag string, env *Env) string {
+	if flag != "" {
+		return flag
+	}
+	if d := env.Getenv("STATE_DIRECTORY"); d != "" {
+		return d
+	}
+	if d := env.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "metalsync")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "state", "metalsync")
 }
