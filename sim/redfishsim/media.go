@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 )
@@ -164,10 +165,14 @@ func (c *call) insert(dev *mediaDev, p mediaParams) {
 		return
 	}
 	s.mu.Lock()
+	old := dev.file
 	dev.file = file
 	dev.image, dev.inserted, dev.transferProto = *p.Image, true, proto
 	dev.writeProtect = p.WriteProtected == nil || *p.WriteProtected
 	s.mu.Unlock()
+	if old != "" && old != file {
+		os.Remove(old) // a PATCH replaced the machine's image
+	}
 	c.w.WriteHeader(http.StatusNoContent)
 }
 
