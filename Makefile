@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 # Debian packages the tests drive for real: IPMI simulator and client, ISO
 # reader, cloud-init's config-drive/NoCloud readers and renderers, git.
-DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod dosfstools mtools
+DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod dosfstools mtools gdisk
 BENCH_TIME ?= 1x
 
 .PHONY: help demo test deps bench verify build fuzz agent-image
