@@ -60,6 +60,13 @@ func New(cfg Config) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The zero Config runs on the machine itself.
+	if cfg.SysRoot == "" {
+		cfg.SysRoot = "/sys"
+	}
+	if cfg.DevRoot == "" {
+		cfg.DevRoot = "/dev"
+	}
 	roots := hw.Roots{
 		Sys:  cfg.SysRoot,
 		Proc: filepath.Join(filepath.Dir(filepath.Clean(cfg.SysRoot)), "proc"),

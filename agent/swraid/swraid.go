@@ -36,10 +36,6 @@ const MDADM = "/sbin/mdadm"
 // DefaultRootName names the root volume when the configuration does not.
 const DefaultRootName = "root"
 
-// MinMemberBytes is the smallest disk taken as a member when the volume
-// names none (the same floor as the root disk guess).
-const MinMemberBytes = 4 << 30
-
 // Exec runs a program and returns its combined output.
 type Exec func(ctx context.Context, name string, args ...string) ([]byte, error)
 
@@ -162,13 +158,15 @@ func validName(n string) error {
 
 // Members picks the member disks of a volume: the named ones (device
 // name with or without /dev/, or serial) or, when none are named, every
-// disk of at least MinMemberBytes not taken by an earlier volume. Disks
+// disk not taken by an earlier volume, whatever its size, as IPA's
+// get_block_devices_for_raid does (the agent's own media is never a disk
+// here: inventory leaves it out). Disks
 // are whole-disk members, so one disk serves one volume.
 func Members(v agentapi.RAIDVolume, disks []hw.Disk, taken map[string]bool) ([]hw.Disk, error) {
 	var out []hw.Disk
 	if len(v.Disks) == 0 {
 		for _, d := range disks {
-			if !taken[d.Dev] && d.SizeBytes >= MinMemberBytes {
+			if !taken[d.Dev] {
 				out = append(out, d)
 			}
 		}

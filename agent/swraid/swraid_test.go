@@ -106,8 +106,8 @@ func TestMembers(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{name: "all fit disks", want: []string{"sda", "sdb", "sdd"}},
-		{name: "not taken ones", taken: map[string]bool{"sda": true}, want: []string{"sdb", "sdd"}},
+		{name: "all disks, small ones too (as IPA)", want: []string{"sda", "sdb", "sdc", "sdd"}},
+		{name: "not taken ones", taken: map[string]bool{"sda": true}, want: []string{"sdb", "sdc", "sdd"}},
 		{name: "by name and serial", vol: agentapi.RAIDVolume{Disks: []string{"/dev/sdd", "sda", "S-B"}}, want: []string{"sdd", "sda", "sdb"}},
 		{name: "named small disk is allowed", vol: agentapi.RAIDVolume{Disks: []string{"sdc", "sda"}}, want: []string{"sdc", "sda"}},
 		{name: "unknown", vol: agentapi.RAIDVolume{Disks: []string{"sdz"}}, wantErr: true},
@@ -190,7 +190,7 @@ func TestApplyAndFindRoot(t *testing.T) {
 	md := filepath.Join(m.DevRoot, "md")
 	want := []Array{
 		{Name: "root", Path: filepath.Join(md, "root"), Level: "1", Members: []string{"/d/sda", "/d/sdb"}, Root: true},
-		{Name: "data", Path: filepath.Join(md, "data"), Level: "0", Members: []string{"/d/sdd", "/d/sde"}},
+		{Name: "data", Path: filepath.Join(md, "data"), Level: "0", Members: []string{"/d/sdc", "/d/sdd", "/d/sde"}},
 	}
 	if d := cmp.Diff(want, arrays); d != "" {
 		t.Errorf("arrays (-want +got):\n%s", d)
@@ -212,7 +212,7 @@ func TestApplyErrors(t *testing.T) {
 	}{
 		{"no volumes", agentapi.RAIDArgs{}, nil, "no volumes"},
 		{"two roots", agentapi.RAIDArgs{Volumes: []agentapi.RAIDVolume{{RAIDLevel: "1", Root: true}, {RAIDLevel: "1", Root: true}}}, nil, "2 root"},
-		{"too few fit disks", agentapi.RAIDArgs{Volumes: []agentapi.RAIDVolume{{RAIDLevel: "6"}}}, nil, "at least 4"},
+		{"too few disks", agentapi.RAIDArgs{Volumes: []agentapi.RAIDVolume{{RAIDLevel: "6", Disks: []string{"sda", "sdb", "sdc"}}}}, nil, "at least 4"},
 		{"mdadm fails", agentapi.RAIDArgs{Volumes: []agentapi.RAIDVolume{{RAIDLevel: "1"}}}, errors.New("exit status 1"), "resource busy"},
 	}
 	for _, tt := range tests {

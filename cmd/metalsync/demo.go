@@ -34,16 +34,18 @@ type demoArgs struct {
 	keep    bool
 	timeout time.Duration
 	dir     string
+	vm      bool
 }
 
 func parseDemo(args []string, env *Env) (demoArgs, int) {
 	fs := newFlags("demo", env)
 	a := demoArgs{}
 	fs.BoolVar(&a.keep, "keep", false, "keep the demo's repositories for exploring")
-	fs.DurationVar(&a.timeout, "timeout", 3*time.Minute, "give up when the fleet has not converged by then")
+	fs.DurationVar(&a.timeout, "timeout", 0, "give up when the fleet has not converged by then (default 3m, 20m with --vm)")
 	fs.StringVar(&a.dir, "dir", "", "work directory (default: a new temporary directory)")
+	fs.BoolVar(&a.vm, "vm", false, "deploy one emulated machine (QEMU) for real: agent ISO, RAID-1, image, boot from disk")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync demo [--keep]\n\nRuns the whole loop on the embedded example inventory with simulated BMCs:\na bare Git remote seeded from the example, the daemon following it, a\nchange pushed by a person, and the status commits the daemon wrote.")
+		fmt.Fprintln(env.Err, "usage: metalsync demo [--keep] [--vm]\n\nRuns the whole loop on the embedded example inventory with simulated BMCs:\na bare Git remote seeded from the example, the daemon following it, a\nchange pushed by a person, and the status commits the daemon wrote.\n\nWith --vm it deploys one QEMU machine behind a simulated Redfish BMC for\nreal: the deploy agent boots from virtual media, sets up the static\nnetwork, builds RAID-1, writes the image, and the machine boots it.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
@@ -53,6 +55,12 @@ func parseDemo(args []string, env *Env) (demoArgs, int) {
 		fmt.Fprintf(env.Err, "metalsync demo: unexpected argument %q\n", fs.Arg(0))
 		return a, exitUsage
 	}
+	if a.timeout <= 0 {
+		a.timeout = 3 * time.Minute
+		if a.vm {
+			a.timeout = 20 * time.Minute
+		}
+	}
 	return a, -1
 }
 
@@ -61,7 +69,11 @@ func runDemo(ctx context.Context, args []string, env *Env) int {
 	if code >= 0 {
 		return code
 	}
-	if err := demo(ctx, a, env); err != nil {
+	run := demo
+	if a.vm {
+		run = demoVM
+	}
+	if err := run(ctx, a, env); err != nil {
 		fmt.Fprintf(env.Err, "metalsync demo: %v\n", err)
 		return exitError
 	}
@@ -234,26 +246,29 @@ type demoDaemon struct {
 
 // startDemoDaemon starts serve on the remote and returns once it listens.
 func startDemoDaemon(ctx context.Context, remote string, fleet *demoFleet, env *Env) (*demoDaemon, error) {
+	sa := serveArgs{repo: "file://" + remote, branch: "main", listen: "127.0.0.1:0", poll: time.Second,
+		statusInterval: time.Second, simulateAgent: true}
+	return startDemoDaemonWith(ctx, sa, map[string]string{"DEMO_BMC_USERNAME": fleet.user, "DEMO_BMC_PASSWORD": fleet.pass}, env)
+}
+
+// startDemoDaemonWith starts serve with sa, the variables in vars set on
+// top of env's, and the demo's progress lines.
+func startDemoDaemonWith(ctx context.Context, sa serveArgs, vars map[string]string, env *Env) (*demoDaemon, error) {
 	dEnv := *env
 	dEnv.Getenv = func(k string) string {
-		switch k {
-		case "DEMO_BMC_USERNAME":
-			return fleet.user
-		case "DEMO_BMC_PASSWORD":
-			return fleet.pass
+		if v, ok := vars[k]; ok {
+			return v
 		}
 		return env.Getenv(k)
 	}
 	passes := make(chan struct{}, 1)
-	sa := serveArgs{repo: "file://" + remote, branch: "main", listen: "127.0.0.1:0", poll: time.Second,
-		statusInterval: time.Second, simulateAgent: true,
-		onPass: func(rep apply.Report) {
-			showProgress(env, rep)
-			select {
-			case passes <- struct{}{}:
-			default:
-			}
-		}}
+	sa.onPass = func(rep apply.Report) {
+		showProgress(env, rep)
+		select {
+		case passes <- struct{}{}:
+		default:
+		}
+	}
 	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dctx, cancel := context.WithCancel(ctx)
 	startedc := make(chan served, 1)
@@ -269,7 +284,7 @@ func startDemoDaemon(ctx context.Context, remote string, fleet *demoFleet, env *
 		dd.stop()
 		return nil, ctx.Err()
 	}
-	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", remote, dd.s.addr)
+	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", strings.TrimPrefix(sa.repo, "file://"), dd.s.addr)
 	return dd, nil
 }
 
