@@ -136,6 +136,17 @@ func newPlanRun(ctx context.Context, env *Env, dir string, refresh, simulateAgen
 	}
 	r := &planRun{dir: dir, inv: inv, observed: reconcile.ObservedFromStatus(inv.Status), agent: &agentsim.Agent{}}
 	r.ex = newExecutor(env, dir, r.agent, simulateAgent)
+	if agentConfigured(inv.Site) && !simulateAgent {
+		// The site runs the deploy agent: plan its steps. Only serve
+		// runs them (it holds the agent listener).
+		sim := r.ex.AgentFor
+		r.ex.AgentFor = func(driver string) apply.Agent {
+			if a := sim(driver); a != nil {
+				return a
+			}
+			return servedAgent{}
+		}
+	}
 	if refresh {
 		var errs []error
 		r.observed, errs = r.ex.Refresh(ctx, inv, r.observed)
@@ -375,4 +386,19 @@ func shortDigest(d string) string {
 // mdEscape keeps user text from breaking the table or injecting HTML.
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;", "\n", " ").Replace(s)
+}
+
+// servedAgent stands for the deploy agent `metalsync serve` runs, in
+// plans made elsewhere: in-band steps are planned, and running one here
+// says where it runs instead.
+type servedAgent struct{}
+
+var errServedAgent = errors.New("in-band steps run in the deploy agent, which only `metalsync serve` drives (its listener is the one nodes call); use serve, or --simulate-agent for simulated fleets")
+
+func (servedAgent) RunStep(context.Context, string, string, plan.Step) (apply.AgentResult, error) {
+	return apply.AgentResult{}, apply.Stall(errServedAgent)
+}
+
+func (servedAgent) Command(context.Context, string, string) (apply.AgentResult, bool, error) {
+	return apply.AgentResult{}, false, apply.Stall(errServedAgent)
 }
