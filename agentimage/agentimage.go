@@ -139,12 +139,15 @@ func Ensure(ctx context.Context, opts Options) (Image, error) {
 	key := cacheKey(opts, agentSum)
 	dir := filepath.Join(opts.CacheDir, key)
 	img := Image{ISO: filepath.Join(dir, "agent.iso"), Manifest: filepath.Join(dir, "agent.iso.json"), Cached: true}
-	if m, err := ReadManifest(img.Manifest); err == nil {
-		if sum, err := fileSHA256(img.ISO); err == nil && sum == m.SHA256 {
-			opts.Log.Info("agent image cache hit", "iso", img.ISO)
-			return img, nil
-		}
+	if cached(img) {
+		opts.Log.Info("agent image cache hit", "iso", img.ISO)
+		return img, nil
+	}
+	if _, err := os.Stat(dir); err == nil {
 		opts.Log.Warn("agent image cache entry does not match its manifest; rebuilding", "dir", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return Image{}, fmt.Errorf("agent image: cache: %w", err)
+		}
 	}
 	out := filepath.Join(work, "out")
 	if err := os.Mkdir(out, 0o755); err != nil {
@@ -153,12 +156,25 @@ func Ensure(ctx context.Context, opts Options) (Image, error) {
 	if _, err := build(ctx, opts, agent, agentSum, work, out); err != nil {
 		return Image{}, err
 	}
-	os.RemoveAll(dir)
 	if err := os.Rename(out, dir); err != nil {
+		// Another build of the same inputs got there first: equal bytes.
+		if cached(img) {
+			return img, nil
+		}
 		return Image{}, fmt.Errorf("agent image: cache: %w", err)
 	}
 	img.Cached = false
 	return img, nil
+}
+
+// cached says img is a complete cache entry: the ISO matches its manifest.
+func cached(img Image) bool {
+	m, err := ReadManifest(img.Manifest)
+	if err != nil {
+		return false
+	}
+	sum, err := fileSHA256(img.ISO)
+	return err == nil && sum == m.SHA256
 }
 
 // Build builds the template into outDir (agent.iso and agent.iso.json),

@@ -61,6 +61,11 @@ type Config struct {
 	Clock       clock.Clock
 	// OnReady is called once, after the first poll the daemon answered.
 	OnReady func()
+	// BootID and Results carry a boot's identity and what it ran over to
+	// a new Client (PID 1 makes one per attempt): a command is never run
+	// twice in a boot. Empty BootID means a new random one.
+	BootID  string
+	Results []agentapi.Result
 }
 
 // Client talks to the daemon for one node.
@@ -101,9 +106,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Backoff == (backoff.Policy{}) {
 		cfg.Backoff = backoff.Policy{Base: time.Second, Max: 30 * time.Second}
 	}
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return nil, fmt.Errorf("boot id: %w", err)
+	if cfg.BootID == "" {
+		var id [16]byte
+		if _, err := rand.Read(id[:]); err != nil {
+			return nil, fmt.Errorf("boot id: %w", err)
+		}
+		cfg.BootID = hex.EncodeToString(id[:])
 	}
 	tr := &http.Transport{
 		// No proxy from the environment and no system roots: the agent
@@ -114,18 +122,29 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &Client{
+	c := &Client{
 		cfg:     cfg,
 		base:    u,
 		http:    &http.Client{Transport: tr},
-		bootID:  hex.EncodeToString(id[:]),
+		bootID:  cfg.BootID,
 		clock:   clock.Or(cfg.Clock),
 		results: map[string]agentapi.Result{},
-	}, nil
+	}
+	for _, r := range cfg.Results {
+		if _, dup := c.results[r.ID]; r.ID != "" && !dup {
+			c.order = append(c.order, r.ID)
+		}
+		c.results[r.ID] = r
+	}
+	return c, nil
 }
 
 // BootID is this boot's random id.
 func (c *Client) BootID() string { return c.bootID }
+
+// Results is every command known, in arrival order. A command still
+// running when its client is dropped stays "running": it is not run again.
+func (c *Client) Results() []agentapi.Result { return c.snapshot() }
 
 // Close drops idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }

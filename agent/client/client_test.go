@@ -438,3 +438,44 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestCarriesResultsOver: a new client of the same boot (PID 1 starts
+// over after an error) keeps the boot id and does not run a known id.
+func TestCarriesResultsOver(t *testing.T) {
+	cmd := &agentapi.Command{ID: "c1", Interface: "deploy", Step: "write_image"}
+	done := make(chan struct{})
+	d := &daemon{t: t}
+	d.next = func(n int, p agentapi.Poll) (int, *agentapi.Command) {
+		if n == 1 {
+			if stateOf(p, "c1") != agentapi.StateSucceeded || p.BootID != "boot-1" {
+				t.Errorf("first poll of the new client = %+v", p)
+			}
+			return 0, cmd
+		}
+		if n == 2 {
+			close(done)
+		}
+		return http.StatusNoContent, nil
+	}
+	srv := httptest.NewTLSServer(d)
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL, Node: node, Token: token, CA: caPEM(srv), PollSpacing: time.Millisecond,
+		BootID: "boot-1", Results: []agentapi.Result{{ID: "c1", State: agentapi.StateSucceeded}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runner := &countingRunner{runs: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx, runner) }()
+	<-done
+	cancel()
+	<-errc
+	if runner.runs["c1"] != 0 {
+		t.Errorf("a known command ran %d times", runner.runs["c1"])
+	}
+	if got := c.Results(); len(got) != 1 || got[0].State != agentapi.StateSucceeded {
+		t.Errorf("Results = %+v", got)
+	}
+}

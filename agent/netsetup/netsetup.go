@@ -190,28 +190,52 @@ func ifname(id, fallback string) string {
 
 func ensureBond(l networkdata.Link, links map[string]netlink.Link) (netlink.Link, error) {
 	name := ifname(l.ID, "bond"+strconv.Itoa(len(links)))
+	mode := netlink.StringToBondMode(l.BondMode)
 	nl, err := netlink.LinkByName(name)
-	if err != nil {
+	if err == nil {
+		b, ok := nl.(*netlink.Bond)
+		if !ok {
+			return nil, fmt.Errorf("%s exists and is a %s, not a bond", name, nl.Type())
+		}
+		// Loading the bonding module makes a bond0 of its own (mode
+		// balance-rr); the mode of a bond cannot change while it has
+		// members, so a bond that differs is made again.
+		if b.Mode != mode || l.BondMiimon > 0 && b.Miimon != l.BondMiimon {
+			if err := netlink.LinkDel(nl); err != nil {
+				return nil, fmt.Errorf("remove %s (mode %s) to remake it: %w", name, b.Mode, err)
+			}
+			nl = nil
+		}
+	} else {
 		var nf netlink.LinkNotFoundError
 		if !errors.As(err, &nf) {
 			return nil, fmt.Errorf("look up %s: %w", name, err)
 		}
+		nl = nil
+	}
+	if nl == nil {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
 		attrs.HardwareAddr = l.HardwareAddr()
 		b := netlink.NewLinkBond(attrs)
-		b.Mode = netlink.StringToBondMode(l.BondMode)
+		b.Mode = mode
 		if l.BondMiimon > 0 {
 			b.Miimon = l.BondMiimon
 		}
-		if err := netlink.LinkAdd(b); err != nil {
+		err := netlink.LinkAdd(b)
+		if errors.Is(err, unix.EEXIST) {
+			// The kernel loaded bonding for this very request, and the
+			// module made its own bond0 first.
+			if old, lerr := netlink.LinkByName(name); lerr == nil && netlink.LinkDel(old) == nil {
+				err = netlink.LinkAdd(b)
+			}
+		}
+		if err != nil {
 			return nil, fmt.Errorf("create bond %s: %w", name, err)
 		}
 		if nl, err = netlink.LinkByName(name); err != nil {
 			return nil, fmt.Errorf("look up %s: %w", name, err)
 		}
-	} else if nl.Type() != "bond" {
-		return nil, fmt.Errorf("%s exists and is a %s, not a bond", name, nl.Type())
 	}
 	for _, m := range l.BondLinks {
 		member, err := netlink.LinkByIndex(links[m].Attrs().Index)

@@ -39,9 +39,10 @@ func runInit(d deps) {
 		log.Error("mounts incomplete", "err", mountErr)
 	}
 	protect(log, "boot", func() { startBoot(ctx, log) })
+	st := &bootState{}
 	for attempt := 0; ; attempt++ {
 		var err error
-		protect(log, "agent", func() { err = agentOnce(ctx, log, logs, console, d) })
+		protect(log, "agent", func() { err = agentOnce(ctx, log, logs, console, d, st) })
 		if err == nil {
 			err = errors.New("agent loop ended")
 		}
@@ -111,7 +112,7 @@ func startBoot(ctx context.Context, log *slog.Logger) {
 }
 
 // agentOnce finds the media, sets up the network and serves the daemon.
-func agentOnce(ctx context.Context, log *slog.Logger, logs *client.LogBuffer, console io.Writer, d deps) error {
+func agentOnce(ctx context.Context, log *slog.Logger, logs *client.LogBuffer, console io.Writer, d deps, st *bootState) error {
 	mctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	dev, err := media.Find(mctx, func() ([]string, error) { return media.Candidates("/dev") }, media.Label, 250*time.Millisecond)
 	cancel()
@@ -143,5 +144,5 @@ func agentOnce(ctx context.Context, log *slog.Logger, logs *client.LogBuffer, co
 			return err
 		}
 	}
-	return serve(ctx, cfg, logs, log, console, d)
+	return serve(ctx, cfg, logs, log, console, d, st)
 }

@@ -14,6 +14,7 @@ import (
 	"metalsync.dev/metalsync/agent/client"
 	"metalsync.dev/metalsync/agent/media"
 	"metalsync.dev/metalsync/agent/netsetup"
+	"metalsync.dev/metalsync/agentapi"
 )
 
 type logger = *slog.Logger
@@ -60,20 +61,31 @@ func runLocal(ctx context.Context, o options, stdout io.Writer, d deps) error {
 			return err
 		}
 	}
-	return serve(ctx, cfg, logs, log, stdout, d)
+	return serve(ctx, cfg, logs, log, stdout, d, &bootState{})
+}
+
+// bootState is what one boot knows across client attempts: its id and
+// every command it ran, so none runs twice.
+type bootState struct {
+	id      string
+	results []agentapi.Result
 }
 
 // serve runs the client loop for cfg until ctx ends or the daemon refuses
 // the token.
-func serve(ctx context.Context, cfg *media.Config, logs *client.LogBuffer, log *slog.Logger, console io.Writer, d deps) error {
+func serve(ctx context.Context, cfg *media.Config, logs *client.LogBuffer, log *slog.Logger, console io.Writer, d deps, st *bootState) error {
 	c, err := client.New(client.Config{
 		URL: cfg.URL, Node: cfg.Node, Token: cfg.Token, CA: cfg.CA, Version: d.version,
-		Log: log, Logs: logs,
+		Log: log, Logs: logs, BootID: st.id, Results: st.results,
 		OnReady: func() { fmt.Fprintf(console, "metalsync-agent: ready node=%s\n", cfg.Node) },
 	})
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	st.id = c.BootID()
+	defer func() {
+		st.results = c.Results()
+		c.Close()
+	}()
 	return c.Run(ctx, d.newRunner(c, log.With("component", "steps")))
 }

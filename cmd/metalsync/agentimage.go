@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"metalsync.dev/metalsync/agentimage"
@@ -87,6 +88,17 @@ func runAgentImage(ctx context.Context, args []string, env *Env) int {
 		if err != nil {
 			fmt.Fprintf(env.Err, "metalsync agent-image: %v\n", err)
 			return exitError
+		}
+		// Unchanged packages keep their epoch, so the image stays the same.
+		cur := agentimage.DefaultLock
+		if a.lock != "" {
+			if cur, err = os.ReadFile(a.lock); err != nil {
+				fmt.Fprintf(env.Err, "metalsync agent-image: %v\n", err)
+				return exitError
+			}
+		}
+		if prev, err := agentimage.ParseLock(cur); err == nil && slices.Equal(prev.Debs, lock.Debs) {
+			lock.SourceDateEpoch = prev.SourceDateEpoch
 		}
 		env.Out.Write(lock.Format())
 		return exitOK
