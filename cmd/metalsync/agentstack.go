@@ -177,7 +177,10 @@ func (a *agentStack) serve(ctx context.Context, onListen func(net.Addr)) error {
 		return fmt.Errorf("agent listener: %w", err)
 	}
 	// No write timeout: long polls and image downloads take long.
+	// Handshakes that fail (scanners, half-open relays) are the
+	// server's business, not an operator's: debug level.
 	hs := &http.Server{Handler: a.srv, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS12}}
 	a.log.Info("agent listener", "addr", ln.Addr().String(), "url", a.url)
 	if onListen != nil {

@@ -117,11 +117,11 @@ func demoVM(ctx context.Context, a demoArgs, env *Env) error {
 	if err := dd.finish(ctx); err != nil {
 		return err
 	}
-	out, err := repo.git(ctx, repo.remote, "show", "main:status/"+vmNode+".yaml")
+	out, err := repo.git(ctx, repo.remote, "show", "main:status/lab/"+vmNode+".yaml")
 	if err != nil {
 		return fmt.Errorf("status of %s not committed: %w", vmNode, err)
 	}
-	say(env, "\n== status/%s.yaml as committed to the remote\n%s", vmNode, out)
+	say(env, "\n== status/lab/%s.yaml as committed to the remote\n%s", vmNode, out)
 	if a.keep {
 		say(env, "== Kept: %s (console %s)", dir, v.machine.ConsoleLog())
 	}
