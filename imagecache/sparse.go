@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 
 	"metalsync.dev/metalsync/imagecache/qcow2"
 )
@@ -124,6 +125,7 @@ type pipedHash struct {
 	work chan chunk
 	free chan []byte
 	done chan struct{}
+	once sync.Once // closes work
 }
 
 type chunk struct {
@@ -139,15 +141,15 @@ func newPipedHash(h hash.Hash) *pipedHash {
 	for range pipeDepth {
 		p.free <- make([]byte, copyBuf)
 	}
-	go func() {
+	go func(work <-chan chunk) {
 		defer close(p.done)
-		for c := range p.work {
-			p.h.Write(c.b)
+		for c := range work {
+			h.Write(c.b)
 			if c.recycle {
 				p.free <- c.b[:cap(c.b)]
 			}
 		}
-	}()
+	}(p.work)
 	return p
 }
 
@@ -164,14 +166,6 @@ func (p *pipedHash) sum() []byte {
 
 // stop ends the goroutine; it may be called more than once.
 func (p *pipedHash) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	if p.work != nil {
-		close(p.work)
-		p.work = nil
-	}
+	p.once.Do(func() { close(p.work) })
 	<-p.done
 }
