@@ -10,8 +10,10 @@ import (
 	"metalsync.dev/metalsync/imagecache/qcow2"
 )
 
-// benchImage writes a 256 MiB qcow2 whose every other MiB holds random
-// data (half allocated) and returns its path.
+// benchImage writes a 256 MiB qcow2 whose every other MiB holds data
+// (half allocated) and returns its path. With -c the data is 4 random bits
+// a byte, so clusters really compress (qemu-img stores incompressible
+// clusters plainly).
 func benchImage(b *testing.B, opts ...string) string {
 	b.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
@@ -28,6 +30,9 @@ func benchImage(b *testing.B, opts ...string) string {
 			v := rng.Uint64()
 			for k := range 8 {
 				raw[i+k] = byte(v >> (8 * k))
+				if len(opts) > 0 && opts[0] == "-c" {
+					raw[i+k] = 'a' + raw[i+k]&15
+				}
 			}
 		}
 	}

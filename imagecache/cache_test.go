@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"metalsync.dev/metalsync/imagecache/qcow2"
 )
 
 // server serves fixed bodies by path and counts requests per path.
@@ -428,5 +430,32 @@ func waitFor(t *testing.T, cond func() bool) {
 		default:
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+func TestConvertStopsOnCancel(t *testing.T) {
+	q := qcow2Of(t, testDisk())
+	p := filepath.Join(t.TempDir(), "in.qcow2")
+	if err := os.WriteFile(p, q, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := qcow2.Open(f, int64(len(q)), qcow2.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(t.TempDir(), "out.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := convert(ctx, img, out); !errors.Is(err, context.Canceled) {
+		t.Fatalf("convert: %v, want context.Canceled", err)
 	}
 }

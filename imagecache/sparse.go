@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync"
 
 	"metalsync.dev/metalsync/imagecache/qcow2"
 )
@@ -64,13 +65,14 @@ func (w *sparseWriter) Write(p []byte) (int, error) {
 }
 
 // convert writes img's virtual disk to out as a sparse raw file, reading
-// only the data extents, and returns the raw's sha256.
+// only the data extents, and returns the raw's sha256. Hashing runs in a
+// second goroutine, overlapping the reads and writes.
 func convert(ctx context.Context, img *qcow2.Image, out *os.File) (string, error) {
 	if err := out.Truncate(img.VirtualSize()); err != nil {
 		return "", fmt.Errorf("size raw file: %w", err)
 	}
-	h := sha256.New()
-	buf := make([]byte, copyBuf)
+	h := newPipedHash(sha256.New())
+	defer h.stop()
 	var pos int64
 	for e, err := range img.Extents() {
 		if err != nil {
@@ -84,14 +86,14 @@ func convert(ctx context.Context, img *qcow2.Image, out *os.File) (string, error
 			if err := ctx.Err(); err != nil {
 				return "", err
 			}
-			p := buf[:min(int64(len(buf)), end-off)]
+			p := h.buffer()[:min(copyBuf, end-off)]
 			if _, err := img.ReadAt(p, off); err != nil && !errors.Is(err, io.EOF) {
 				return "", err
 			}
-			h.Write(p)
 			if err := writeSparse(out, p, off); err != nil {
 				return "", err
 			}
+			h.write(p, true)
 			off += int64(len(p))
 		}
 		pos = end
@@ -99,19 +101,71 @@ func convert(ctx context.Context, img *qcow2.Image, out *os.File) (string, error
 	if err := hashZeros(ctx, h, img.VirtualSize()-pos); err != nil {
 		return "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.sum()), nil
 }
 
 // hashZeros feeds n zero bytes to h; a hole of terabytes takes a while, so
 // it heeds ctx.
-func hashZeros(ctx context.Context, h hash.Hash, n int64) error {
+func hashZeros(ctx context.Context, h *pipedHash, n int64) error {
 	for n > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		k := min(n, int64(len(zeroBlock)))
-		h.Write(zeroBlock[:k])
+		h.write(zeroBlock[:k], false)
 		n -= k
 	}
 	return nil
+}
+
+// pipedHash hashes, in order, the chunks written to it in its own
+// goroutine. Chunks from buffer() return to the pool once hashed.
+type pipedHash struct {
+	h    hash.Hash
+	work chan chunk
+	free chan []byte
+	done chan struct{}
+	once sync.Once // closes work
+}
+
+type chunk struct {
+	b       []byte
+	recycle bool // b came from buffer()
+}
+
+// pipeDepth buffers in flight: one being filled, one being hashed, one spare.
+const pipeDepth = 3
+
+func newPipedHash(h hash.Hash) *pipedHash {
+	p := &pipedHash{h: h, work: make(chan chunk, pipeDepth), free: make(chan []byte, pipeDepth), done: make(chan struct{})}
+	for range pipeDepth {
+		p.free <- make([]byte, copyBuf)
+	}
+	go func(work <-chan chunk) {
+		defer close(p.done)
+		for c := range work {
+			h.Write(c.b)
+			if c.recycle {
+				p.free <- c.b[:cap(c.b)]
+			}
+		}
+	}(p.work)
+	return p
+}
+
+// buffer waits for a free copyBuf-sized buffer.
+func (p *pipedHash) buffer() []byte { return <-p.free }
+
+func (p *pipedHash) write(b []byte, recycle bool) { p.work <- chunk{b, recycle} }
+
+// sum stops the goroutine and returns the digest.
+func (p *pipedHash) sum() []byte {
+	p.stop()
+	return p.h.Sum(nil)
+}
+
+// stop ends the goroutine; it may be called more than once.
+func (p *pipedHash) stop() {
+	p.once.Do(func() { close(p.work) })
+	<-p.done
 }

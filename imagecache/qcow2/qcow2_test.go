@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -134,4 +135,35 @@ func TestRefusesMalformed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConcurrentReadAt: ReadAt shares the L2 and decompression caches
+// between callers, as io.ReaderAt allows parallel calls.
+func TestConcurrentReadAt(t *testing.T) {
+	const cs = 512
+	s := spec{version: 3, clusterBits: 9, size: 200 * cs, data: map[int64][]byte{}, compressed: map[int64][]byte{}}
+	want := make([]byte, s.size)
+	for ci := int64(0); ci < 200; ci += 3 {
+		b := fill(cs, byte(ci))
+		if ci%2 == 0 {
+			s.data[ci] = b
+		} else {
+			s.compressed[ci] = b
+		}
+		copy(want[ci*cs:], b)
+	}
+	file := build(t, s)
+	img, err := Open(bytes.NewReader(file), int64(len(file)), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, chunk := range []int{100, 512, 1000, 4096} {
+		wg.Go(func() {
+			if got := readAllChunked(t, img, chunk); !bytes.Equal(got, want) {
+				t.Errorf("chunk %d: concurrent read differs", chunk)
+			}
+		})
+	}
+	wg.Wait()
 }
