@@ -6,7 +6,7 @@ GO ?= go
 DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod dosfstools mtools gdisk
 BENCH_TIME ?= 1x
 
-.PHONY: help demo test deps bench verify build fuzz agent-image
+.PHONY: help demo demo-vm test deps bench verify build fuzz agent-image
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ agent-image: build ## build (or take from the cache) the deploy agent template I
 demo: build ## run the whole loop on the embedded example: simulated BMCs, a local Git remote, the daemon
 	./bin/metalsync validate inventory-example
 	./bin/metalsync demo
+
+demo-vm: build ## deploy one emulated machine for real (QEMU, the agent ISO, RAID-1, boot from disk)
+	./bin/metalsync demo --vm
 
 deps: ## install the Debian packages the tests need (as root) and download Go modules
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -37,6 +40,7 @@ test: deps ## install what the tests need, then run every test with the race det
 
 fuzz: ## run each fuzz target for a short while (the seed corpus runs in make test)
 	$(GO) test ./schema -run '^$$' -fuzz FuzzLoad -fuzztime 60s
+	$(GO) test ./imagecache/qcow2 -run "^$$" -fuzz FuzzOpen -fuzztime 60s -fuzzminimizetime 2s
 
 bench: build ## run the benchmarks (figures go to stdout; see README "Performance")
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -benchmem ./...

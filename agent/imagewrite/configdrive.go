@@ -12,9 +12,10 @@ import (
 )
 
 // ConfigDrive fetches the config drive ISO at path and writes it into a
-// new partition at the end of target (after Write put the image there),
-// then asks the kernel to re-read the partition table.
-func (w *Writer) ConfigDrive(ctx context.Context, target, path string) (partition.Placement, error) {
+// new partition at the end of target (after Write put the image of
+// imageSize bytes there: the partition never overlaps it), then asks the
+// kernel to re-read the partition table.
+func (w *Writer) ConfigDrive(ctx context.Context, target, path string, imageSize int64) (partition.Placement, error) {
 	iso, err := w.fetchSmall(ctx, path, partition.ConfigDriveMax)
 	if err != nil {
 		return partition.Placement{}, err
@@ -31,7 +32,7 @@ func (w *Writer) ConfigDrive(ctx context.Context, target, path string) (partitio
 	if err != nil {
 		return partition.Placement{}, fmt.Errorf("target %s: %w", target, err)
 	}
-	p, err := partition.AddConfigDrive(f, size, int64(len(iso)))
+	p, err := partition.AddConfigDrive(f, size, int64(len(iso)), imageSize)
 	if err != nil {
 		return partition.Placement{}, fmt.Errorf("config drive partition on %s: %w", target, err)
 	}

@@ -284,7 +284,7 @@ func TestConfigDriveGPT(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	p, err := w.ConfigDrive(context.Background(), target, "/cd")
+	p, err := w.ConfigDrive(context.Background(), target, "/cd", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestConfigDriveErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := &endless{size: size}
 			w := &Writer{Fetch: srv, Log: slog.New(slog.DiscardHandler)}
-			if _, err := w.ConfigDrive(context.Background(), disk(t, 16*mib), "/cd"); err == nil {
+			if _, err := w.ConfigDrive(context.Background(), disk(t, 16*mib), "/cd", 0); err == nil {
 				t.Fatal("want an error")
 			}
 			if srv.opens != 1 {
@@ -434,7 +434,7 @@ func TestWriteLoopDevice(t *testing.T) {
 	if !bytes.Equal(got[4*mib:8*mib], make([]byte, 4*mib)) {
 		t.Error("zero block not zeroed on the device")
 	}
-	p, err := w.ConfigDrive(context.Background(), loop, "/cd")
+	p, err := w.ConfigDrive(context.Background(), loop, "/cd", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

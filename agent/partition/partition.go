@@ -259,9 +259,10 @@ type Disk interface {
 
 // AddConfigDrive adds a partition of up to ConfigDriveMax bytes (at least
 // need bytes) at the end of a disk of diskSize bytes, after every existing
-// partition, and returns where it is. The caller writes the config drive
-// into it and re-reads the table.
-func AddConfigDrive(d Disk, diskSize, need int64) (Placement, error) {
+// partition and after the first keep bytes (the image just written, whose
+// partition table may not cover all of it), and returns where it is. The
+// caller writes the config drive into it and re-reads the table.
+func AddConfigDrive(d Disk, diskSize, need, keep int64) (Placement, error) {
 	if need <= 0 || need > ConfigDriveMax {
 		return Placement{}, fmt.Errorf("config drive of %d bytes: must be 1 byte to 64 MiB", need)
 	}
@@ -271,9 +272,9 @@ func AddConfigDrive(d Disk, diskSize, need int64) (Placement, error) {
 	}
 	switch t.Kind {
 	case KindGPT:
-		return addGPT(d, diskSize, need, t.GPT)
+		return addGPT(d, diskSize, need, keep, t.GPT)
 	case KindMBR:
-		return addMBR(d, diskSize, need, t.MBR)
+		return addMBR(d, diskSize, need, keep, t.MBR)
 	default:
 		return Placement{}, fmt.Errorf("add config drive: %w on the image", ErrNoTable)
 	}
@@ -305,13 +306,21 @@ func min2(a, b uint64) uint64 {
 	return b
 }
 
-func addMBR(d Disk, diskSize, need int64, es []MBREntry) (Placement, error) {
+// keptSector is the last sector of the first keep bytes.
+func keptSector(keep, ss int64) uint64 {
+	if keep <= 0 {
+		return 0
+	}
+	return uint64((keep+ss-1)/ss) - 1
+}
+
+func addMBR(d Disk, diskSize, need, keep int64, es []MBREntry) (Placement, error) {
 	var sector [512]byte
 	if _, err := d.ReadAt(sector[:], 0); err != nil {
 		return Placement{}, fmt.Errorf("mbr: read: %w", err)
 	}
 	slots := [4]bool{}
-	var used uint64
+	used := keptSector(keep, 512)
 	for _, e := range es {
 		slots[e.Index] = true
 		if e.Sectors == 0 {
@@ -349,7 +358,7 @@ func addMBR(d Disk, diskSize, need int64, es []MBREntry) (Placement, error) {
 	return Placement{Kind: KindMBR, Offset: int64(start) * 512, Size: int64(last-start+1) * 512, Index: slot}, nil
 }
 
-func addGPT(d Disk, diskSize, need int64, g *GPT) (Placement, error) {
+func addGPT(d Disk, diskSize, need, keep int64, g *GPT) (Placement, error) {
 	ss := g.SectorSize
 	sectors := uint64(diskSize / ss)
 	entrySectors := (uint64(len(g.raw)) + uint64(ss) - 1) / uint64(ss)
@@ -358,7 +367,7 @@ func addGPT(d Disk, diskSize, need int64, g *GPT) (Placement, error) {
 	}
 	backupEntries := sectors - 1 - entrySectors
 	lastUsable := backupEntries - 1
-	used := max(g.FirstUsable, 1) - 1
+	used := max(max(g.FirstUsable, 1)-1, keptSector(keep, ss))
 	slot := -1
 	for i := range int(g.NumEntries) {
 		e := g.raw[i*int(g.EntrySize):]

@@ -59,7 +59,7 @@ func gptImage(t testing.TB) memDisk {
 func TestAddConfigDriveGPT(t *testing.T) {
 	disk := make(memDisk, 256*mib)
 	copy(disk, gptImage(t))
-	p, err := AddConfigDrive(disk, int64(len(disk)), 400<<10)
+	p, err := AddConfigDrive(disk, int64(len(disk)), 400<<10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestAddConfigDriveMBR(t *testing.T) {
 	disk := make(memDisk, 100*mib+512*7) // odd size: not a MiB multiple
 	copy(disk, mbrImage([3]uint32{0x83, 2048, 14336}))
 	disk[446] = 0x80
-	p, err := AddConfigDrive(disk, int64(len(disk)), 2*mib)
+	p, err := AddConfigDrive(disk, int64(len(disk)), 2*mib, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestAddConfigDriveErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := tt.disk()
-			if _, err := AddConfigDrive(d, int64(len(d)), tt.need); err == nil {
+			if _, err := AddConfigDrive(d, int64(len(d)), tt.need, 0); err == nil {
 				t.Fatal("want an error")
 			}
 		})
@@ -265,7 +265,7 @@ func FuzzRead(f *testing.F) {
 			return
 		}
 		// Whatever parsed must not make the writer misbehave.
-		_, _ = AddConfigDrive(disk, int64(len(disk)), 4096)
+		_, _ = AddConfigDrive(disk, int64(len(disk)), 4096, 0)
 	})
 }
 
@@ -307,5 +307,39 @@ func TestMoveBackupGPT(t *testing.T) {
 	copy(mbr, mbrImage([3]uint32{0x83, 2048, 4096}))
 	if moved, err := MoveBackupGPT(mbr, int64(len(mbr))); err != nil || moved {
 		t.Errorf("MoveBackupGPT on MBR = %v, %v", moved, err)
+	}
+}
+
+// TestAddConfigDriveNeverOverlapsImage: an image whose table lists no
+// partition (or whose partitions end before the image does) on a disk
+// with less than 64 MiB to spare: the config drive goes after the image,
+// smaller, never over it; no room at all is an error.
+func TestAddConfigDriveNeverOverlapsImage(t *testing.T) {
+	const image = 48 * mib
+	for _, tt := range []struct {
+		name    string
+		disk    int64
+		wantErr bool
+	}{
+		{name: "room after the image", disk: 63 * mib},
+		{name: "no room", disk: image + 16*1024, wantErr: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			disk := make(memDisk, tt.disk)
+			copy(disk, mbrImage([3]uint32{}))
+			p, err := AddConfigDrive(disk, int64(len(disk)), 47*1024, image)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("placed at %d over a %d-byte image", p.Offset, image)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Offset < image || p.Offset+p.Size > tt.disk {
+				t.Errorf("placement %+v: want within [%d, %d)", p, image, tt.disk)
+			}
+		})
 	}
 }

@@ -176,7 +176,7 @@ func (r *Runner) writeImage(ctx context.Context, log *slog.Logger, raw json.RawM
 		return "", err
 	}
 	if args.ConfigDrive {
-		if _, err := r.images.ConfigDrive(ctx, target, agentapi.PathConfigDrive); err != nil {
+		if _, err := r.images.ConfigDrive(ctx, target, agentapi.PathConfigDrive, args.Size); err != nil {
 			return "", err
 		}
 	}

@@ -42,6 +42,7 @@ type agentStack struct {
 	key    []byte
 	ca     *server.CA
 	tmpl   *mediaserver.Template
+	images *imagecache.Cache
 	url    string // what nodes call (the site's agent.url)
 	listen string
 	cert   tls.Certificate
@@ -89,6 +90,7 @@ func buildAgentStack(site *schema.Site, stateDir string, getenv func(string) str
 	}
 	tmpl, err := mediaserver.LoadTemplate(set.Image)
 	if err != nil {
+		images.Close()
 		return nil, fmt.Errorf("site agent.image: %w (build it with `metalsync agent-image build`)", err)
 	}
 	siteDHCP := site.Spec.DHCP
@@ -106,9 +108,10 @@ func buildAgentStack(site *schema.Site, stateDir string, getenv func(string) str
 		}})
 	if err != nil {
 		tmpl.Close()
+		images.Close()
 		return nil, err
 	}
-	return &agentStack{srv: srv, key: key, ca: ca, tmpl: tmpl, url: u.Scheme + "://" + u.Host, listen: listen, cert: cert, log: log}, nil
+	return &agentStack{srv: srv, key: key, ca: ca, tmpl: tmpl, images: images, url: u.Scheme + "://" + u.Host, listen: listen, cert: cert, log: log}, nil
 }
 
 // agentKey is the key agent tokens are derived from: METALSYNC_AGENT_KEY
@@ -180,7 +183,7 @@ func (a *agentStack) serve(ctx context.Context, onListen func(net.Addr)) error {
 	// Handshakes that fail (scanners, half-open relays) are the
 	// server's business, not an operator's: debug level.
 	hs := &http.Server{Handler: a.srv, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{a.cert}, MinVersion: tls.VersionTLS12}}
 	a.log.Info("agent listener", "addr", ln.Addr().String(), "url", a.url)
 	if onListen != nil {
@@ -199,4 +202,7 @@ func (a *agentStack) serve(ctx context.Context, onListen func(net.Addr)) error {
 	return nil
 }
 
-func (a *agentStack) close() { a.tmpl.Close() }
+func (a *agentStack) close() {
+	a.images.Close()
+	a.tmpl.Close()
+}

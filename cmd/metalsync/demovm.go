@@ -45,6 +45,13 @@ type vmDemo struct {
 	iso       string
 	image     string // the tenant OS image file
 	imageSum  string // sha256 hex
+	// imageSize is the tenant image's size (default 1 MiB); past the boot
+	// sector it is random, so writing it takes time (tests).
+	imageSize int
+	// checksum, when set, replaces the image's checksum in the inventory.
+	checksum string
+	// diskSize is each disk's size (default vmDiskSize).
+	diskSize int64
 }
 
 func (v *vmDemo) close() {
@@ -78,33 +85,13 @@ func demoVM(ctx context.Context, a demoArgs, env *Env) error {
 	defer cleanup()
 	v := &vmDemo{dir: dir}
 	defer v.close()
-	say(env, "== Preparing (cached after the first run)")
-	if err := v.prepare(ctx, env); err != nil {
-		return err
-	}
-	repo, err := v.seed(ctx)
-	if err != nil {
-		return err
-	}
-	say(env, "\n== Git remote %s: node %s, RAID-1 over two disks, static 10.0.2.15/24, image %s", repo.remote, vmNode, filepath.Base(v.image))
-	say(env, "\n== Progress (the agent boots under software emulation: minutes, not seconds)")
-	sa := serveArgs{repo: "file://" + repo.remote, branch: "main", listen: "127.0.0.1:0", poll: time.Second,
-		statusInterval: time.Second, stateDir: filepath.Join(dir, "state")}
-	dd, err := startDemoDaemonWith(ctx, sa, map[string]string{"DEMO_BMC_USERNAME": v.user, "DEMO_BMC_PASSWORD": v.pass}, env)
+	repo, dd, err := v.start(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer dd.stop()
-	err = dd.waitPasses(ctx, a.timeout, func(obs reconcile.Observed) bool {
-		st := obs[vmNode]
-		return st.ProvisionState == "active" && st.Operation == nil && st.Deployed != nil && !st.Deployed.Simulated
-	})
-	if err != nil {
-		_, inv := dd.s.daemon.Revision()
-		printStatus(env, inv, dd.s.daemon.Observed())
-		v.showConsoleTail(env)
-		return fmt.Errorf("%s was not deployed: %w (console: %s, QMP: %s, agent log: %s)", vmNode, err,
-			v.machine.ConsoleLog(), v.machine.QMPLog(), filepath.Join(sa.stateDir, "agent-logs", vmNode+".log"))
+	if err := v.waitDeployed(ctx, a.timeout, dd, env); err != nil {
+		return err
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 3*time.Minute)
 	line, err := v.machine.WaitConsole(wctx, vmImageMarker, 0)
@@ -128,6 +115,52 @@ func demoVM(ctx context.Context, a demoArgs, env *Env) error {
 	return nil
 }
 
+// start prepares the machine and the inventory and starts the daemon.
+func (v *vmDemo) start(ctx context.Context, env *Env) (demoRepo, *demoDaemon, error) {
+	say(env, "== Preparing (cached after the first run)")
+	if err := v.prepare(ctx, env); err != nil {
+		return demoRepo{}, nil, err
+	}
+	repo, err := v.seed(ctx)
+	if err != nil {
+		return repo, nil, err
+	}
+	say(env, "\n== Git remote %s: node %s, RAID-1 over two disks, static 10.0.2.15/24, image %s", repo.remote, vmNode, filepath.Base(v.image))
+	say(env, "\n== Progress (the agent boots under software emulation)")
+	dd, err := v.startDaemon(ctx, repo, env)
+	return repo, dd, err
+}
+
+// serveArgs are the daemon's flags; a restarted daemon gets the same.
+func (v *vmDemo) serveArgs(repo demoRepo) serveArgs {
+	return serveArgs{repo: "file://" + repo.remote, branch: "main", listen: "127.0.0.1:0", poll: time.Second,
+		statusInterval: time.Second, stateDir: filepath.Join(v.dir, "state")}
+}
+
+func (v *vmDemo) startDaemon(ctx context.Context, repo demoRepo, env *Env) (*demoDaemon, error) {
+	return startDemoDaemonWith(ctx, v.serveArgs(repo), map[string]string{"DEMO_BMC_USERNAME": v.user, "DEMO_BMC_PASSWORD": v.pass}, env)
+}
+
+// agentLog is where the daemon keeps the node's agent log.
+func (v *vmDemo) agentLog() string { return filepath.Join(v.dir, "state", "agent-logs", vmNode+".log") }
+
+// waitDeployed waits for the node to be active with a real (not
+// simulated) deployment.
+func (v *vmDemo) waitDeployed(ctx context.Context, timeout time.Duration, dd *demoDaemon, env *Env) error {
+	err := dd.waitPasses(ctx, timeout, func(obs reconcile.Observed) bool {
+		st := obs[vmNode]
+		return st.ProvisionState == "active" && st.Operation == nil && st.Deployed != nil && !st.Deployed.Simulated
+	})
+	if err != nil {
+		_, inv := dd.s.daemon.Revision()
+		printStatus(env, inv, dd.s.daemon.Observed())
+		v.showConsoleTail(env)
+		return fmt.Errorf("%s was not deployed: %w (console: %s, QMP: %s, agent log: %s)", vmNode, err,
+			v.machine.ConsoleLog(), v.machine.QMPLog(), v.agentLog())
+	}
+	return nil
+}
+
 // prepare builds (or takes from the cache) the agent template, writes the
 // tenant OS image, and starts the machine and its BMC.
 func (v *vmDemo) prepare(ctx context.Context, env *Env) error {
@@ -144,12 +177,15 @@ func (v *vmDemo) prepare(ctx context.Context, env *Env) error {
 	if v.agentPort, err = freePort(); err != nil {
 		return err
 	}
+	if v.diskSize <= 0 {
+		v.diskSize = vmDiskSize
+	}
 	vmDir := filepath.Join(v.dir, "vm")
 	if err := os.MkdirAll(vmDir, 0o755); err != nil {
 		return err
 	}
 	v.machine, err = qemumachine.Start(ctx, qemumachine.Config{Dir: vmDir, MAC: vmMAC,
-		Disks:    []qemumachine.Disk{{Size: vmDiskSize, Serial: "VMDISK0"}, {Size: vmDiskSize, Serial: "VMDISK1"}},
+		Disks:    []qemumachine.Disk{{Size: v.diskSize, Serial: "VMDISK0"}, {Size: v.diskSize, Serial: "VMDISK1"}},
 		Forwards: []qemumachine.Forward{{Guest: netip.MustParseAddrPort(vmAgentAddr), HostPort: uint16(v.agentPort)}}})
 	if err != nil {
 		return fmt.Errorf("start the machine: %w", err)
@@ -166,7 +202,7 @@ func (v *vmDemo) prepare(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	say(env, "   machine: QEMU (TCG), 2 × %d MiB virtio disks, NIC %s, BMC %s", vmDiskSize>>20, vmMAC, v.bmcs.Listener(vmNode).BMCURL(vmNode))
+	say(env, "   machine: QEMU (TCG), 2 × %d MiB virtio disks, NIC %s, BMC %s", v.diskSize>>20, vmMAC, v.bmcs.Listener(vmNode).BMCURL(vmNode))
 	return nil
 }
 
@@ -178,7 +214,12 @@ func (v *vmDemo) writeImage() error {
 	if err != nil {
 		return err
 	}
-	disk := make([]byte, 1<<20)
+	size := v.imageSize
+	if size <= 0 {
+		size = 1 << 20
+	}
+	disk := make([]byte, size)
+	rand.Read(disk[1<<20:])
 	copy(disk, boot)
 	v.image = filepath.Join(v.dir, "tenant-os.raw")
 	if err := os.WriteFile(v.image, disk, 0o644); err != nil {
@@ -186,6 +227,9 @@ func (v *vmDemo) writeImage() error {
 	}
 	sum := sha256.Sum256(disk)
 	v.imageSum = hex.EncodeToString(sum[:])
+	if v.checksum == "" {
+		v.checksum = v.imageSum
+	}
 	return nil
 }
 
@@ -202,7 +246,7 @@ func (v *vmDemo) seed(ctx context.Context) (demoRepo, error) {
 		"metalsync.yaml":                fmt.Sprintf(vmSite, v.iso, vmAgentAddr, v.agentPort),
 		"owners/lab.yaml":               vmOwner,
 		"templates/raid1-os.yaml":       vmTemplate,
-		"nodes/lab/" + vmNode + ".yaml": fmt.Sprintf(vmNodeFile, vmNode, v.bmcs.Listener(vmNode).BMCURL(vmNode), v.image, v.imageSum, vmMAC),
+		"nodes/lab/" + vmNode + ".yaml": fmt.Sprintf(vmNodeFile, vmNode, v.bmcs.Listener(vmNode).BMCURL(vmNode), v.image, v.checksum, vmMAC),
 	}
 	for name, body := range files {
 		p := filepath.Join(r.work, filepath.FromSlash(name))
