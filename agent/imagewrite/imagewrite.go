@@ -34,8 +34,11 @@ import (
 // BlockSize is the write unit.
 const BlockSize = 4 << 20
 
-// DefaultRetries bounds how often a broken download is resumed.
-const DefaultRetries = 5
+// DefaultRetries bounds how often a broken download is resumed: with
+// the agent's backoff (1 s doubling to 30 s) that is about eight minutes,
+// enough for the daemon to restart (or a new one to take the lease) while
+// the agent waits with the half-written disk.
+const DefaultRetries = 20
 
 // ErrChecksum means the bytes served do not hash to the expected sum.
 var ErrChecksum = errors.New("image checksum mismatch")

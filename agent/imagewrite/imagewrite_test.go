@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -128,7 +129,7 @@ func TestWrite(t *testing.T) {
 		{name: "checksum mismatch", served: img, sha: strings.Repeat("ab", 32), wantErr: "checksum mismatch: got sha256 " + sum(img) + ", want " + strings.Repeat("ab", 32), wantWiped: true},
 		{name: "served longer than announced", served: img, size: int64(len(img)) - 1, wantErr: "larger than its announced", wantWiped: true},
 		{name: "served shorter than announced", served: img, size: int64(len(img)) + 1, wantErr: "giving up", wantWiped: true},
-		{name: "too many cuts", served: img, cuts: []int{mib, mib, mib, mib, mib, mib, mib}, wantErr: "connection reset", wantWiped: true},
+		{name: "too many cuts", served: img, cuts: slices.Repeat([]int{mib}, DefaultRetries+2), wantErr: "connection reset", wantWiped: true},
 		{name: "image larger than disk", served: img, diskSize: 6 * mib, wantErr: "does not fit", wantWiped: true},
 	}
 	for _, tt := range tests {

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,13 +22,41 @@ import (
 // ISO built from the pinned Debian packages. They run one after another
 // (no t.Parallel) and keep console, QMP and agent logs on failure.
 
-func requireVMTools(t *testing.T) {
+func requireVMTools(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("VM test: not with -short")
 	}
 	for _, tool := range append([]string{"git", "qemu-system-x86_64"}, agentimage.Tools...) {
 		qemutest.RequireTool(t, tool)
+	}
+	prebuildAgentImage(t)
+}
+
+var prebuilt struct {
+	once sync.Once
+	err  error
+}
+
+// prebuildAgentImage fills the agent image cache with a binary built
+// without the race detector: building the initramfs in a -race test
+// binary takes minutes (gzip), in a plain one seconds. The tests' own
+// agentimage.Ensure then hits the cache.
+func prebuildAgentImage(t testing.TB) {
+	t.Helper()
+	prebuilt.once.Do(func() {
+		bin := filepath.Join(os.TempDir(), fmt.Sprintf("metalsync-vmtest-%d", os.Getpid()))
+		defer os.Remove(bin)
+		for _, args := range [][]string{{"go", "build", "-o", bin, "."}, {bin, "agent-image", "build"}} {
+			out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+			if err != nil {
+				prebuilt.err = fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out)
+				return
+			}
+		}
+	})
+	if prebuilt.err != nil {
+		t.Fatal(prebuilt.err)
 	}
 }
 
@@ -216,4 +246,50 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// BenchmarkVMDeploy deploys the demo machine and reports the time from
+// the daemon's start to the agent's first successful poll ("ready" on the
+// console: enrol, inspect, media, boot, network, TLS) and to the node
+// being active with its image booted.
+func BenchmarkVMDeploy(b *testing.B) {
+	requireVMTools(b)
+	var ready, active time.Duration
+	for range b.N {
+		v := &vmDemo{dir: b.TempDir()}
+		var out lockedBuffer
+		env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
+		if err := v.prepare(b.Context(), env); err != nil {
+			b.Fatal(err)
+		}
+		repo, err := v.seed(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		readyc := make(chan time.Duration, 1)
+		go func() {
+			_, err := v.machine.WaitConsole(b.Context(), "ready node="+vmNode, 0)
+			if err == nil {
+				readyc <- time.Since(start)
+			}
+			close(readyc)
+		}()
+		dd, err := v.startDaemon(b.Context(), repo, env)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := v.waitDeployed(b.Context(), 15*time.Minute, dd, env); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := v.machine.WaitConsole(b.Context(), vmImageMarker, 0); err != nil {
+			b.Fatal(err)
+		}
+		active += time.Since(start)
+		ready += <-readyc
+		dd.stop()
+		v.close()
+	}
+	b.ReportMetric(ready.Seconds()/float64(b.N), "s-to-agent-ready")
+	b.ReportMetric(active.Seconds()/float64(b.N), "s-to-image-booted")
 }
