@@ -45,7 +45,7 @@ func parseDemo(args []string, env *Env) (demoArgs, int) {
 	fs.StringVar(&a.dir, "dir", "", "work directory (default: a new temporary directory)")
 	fs.BoolVar(&a.vm, "vm", false, "deploy one emulated machine (QEMU) for real: agent ISO, RAID-1, image, boot from disk")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync demo [--keep] [--vm]\n\nRuns the whole loop on the embedded example inventory with simulated BMCs:\na bare Git remote seeded from the example, the daemon following it, a\nchange pushed by a person, and the status commits the daemon wrote.\n\nWith --vm it deploys one QEMU machine behind a simulated Redfish BMC for\nreal: the deploy agent boots from virtual media, sets up the static\nnetwork, builds RAID-1, writes the image, and the machine boots it.")
+		fmt.Fprintln(fs.Output(), "usage: metalsync demo [--keep] [--vm]\n\nRuns the whole loop on the embedded example inventory with simulated BMCs:\na bare Git remote seeded from the example, the daemon following it, a\nchange pushed by a person, and the status commits the daemon wrote.\n\nWith --vm it deploys one QEMU machine behind a simulated Redfish BMC for\nreal: the deploy agent boots from virtual media, sets up the static\nnetwork, builds RAID-1, writes the image, and the machine boots it.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {

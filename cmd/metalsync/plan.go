@@ -37,7 +37,7 @@ func parsePlan(args []string, env *Env) (planArgs, int) {
 	fs.StringVar(&a.out, "o", "", "also save the plan (JSON) to this file, for `metalsync apply FILE`")
 	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "plan in-band steps with the simulated deploy agent (always on for fake:// nodes)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync plan [flags] [DIR]\n\nShows what metalsync would do to bring the machines of the inventory in DIR\n(default .) to their desired state, from the status recorded in DIR (offline).")
+		fmt.Fprintln(fs.Output(), "usage: metalsync plan [flags] [DIR]\n\nShows what metalsync would do to bring the machines of the inventory in DIR\n(default .) to their desired state, from the status recorded in DIR (offline).")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {

@@ -73,7 +73,7 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	fs.StringVar(&a.authorEmail, "author-email", "", "status commit e-mail (default: the site's git.authorEmail)")
 	fs.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for the fleet's lease held by another run (0: refuse at once)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync serve --repo URL [--branch main] [flags]\n       metalsync serve --local DIR [flags]\n\nFollows the inventory, reconciles every valid revision against the BMCs and\ncommits observed status back. Serves /metrics, /healthz, /readyz, /webhook\nand boot media on one listener.")
+		fmt.Fprintln(fs.Output(), "usage: metalsync serve --repo URL [--branch main] [flags]\n       metalsync serve --local DIR [flags]\n\nFollows the inventory, reconciles every valid revision against the BMCs and\ncommits observed status back. Serves /metrics, /healthz, /readyz, /webhook\nand boot media on one listener.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
