@@ -551,6 +551,10 @@ var (
 	credBlock   = regexp.MustCompile(`(?m)^    credentialsRef:\n(      .*\n)+`)
 	tlsBlock    = regexp.MustCompile(`(?m)^    tls:\n(      .*\n)+`)
 	ipmiBlock   = regexp.MustCompile(`(?m)^    ipmi:\n(      .*\n)+`)
+	// agentBlock is the site's deploy agent with the comment above it:
+	// the demo runs in-band steps with the simulated agent, and the
+	// example's agent ISO is not on the demo's machine.
+	agentBlock = regexp.MustCompile(`(?m)(^  #.*\n)*^  agent:\n(    .*\n)+`)
 )
 
 // writeDemoInventory writes the example into dir with each node's BMC
@@ -578,6 +582,7 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		if p == schema.SiteFile {
 			// The daemon's own listener serves media in the demo.
 			s = regexp.MustCompile(`(?m)^    baseURLs: .*\n`).ReplaceAllLiteralString(s, "")
+			s = agentBlock.ReplaceAllLiteralString(s, "")
 		}
 		out := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {

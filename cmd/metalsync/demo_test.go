@@ -21,6 +21,14 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 	}
+	// Piped output keeps its order: the daemon's line right after the
+	// progress header, then the first pass's lines, then the status.
+	o := out.String()
+	prog, daemonLine, first, status := strings.Index(o, "== Progress"), strings.Index(o, "(daemon following"),
+		strings.Index(o, " → "), strings.Index(o, "== Status after the first commit")
+	if !(prog >= 0 && prog < daemonLine && daemonLine < first && first < status) {
+		t.Errorf("demo output out of order (progress header %d, daemon line %d, first pass line %d, status header %d):\n%s", prog, daemonLine, first, status, o)
+	}
 	for _, want := range []string{
 		"== Plan of the first commit",
 		"r1-n04   active → manageable: done",
