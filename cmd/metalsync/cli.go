@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 )
@@ -128,20 +127,22 @@ func commandNames() []string {
 }
 
 // helpTopics are `metalsync help TOPIC` pages that are not commands.
-var helpTopics = map[string]string{
-	"exit-codes": exitCodesHelp,
-	"flags": `Flags may come before or after the arguments, in any order:
+func helpTopics() map[string]string {
+	return map[string]string{
+		"exit-codes": exitCodesHelp,
+		"flags": `Flags may come before or after the arguments, in any order:
   metalsync plan --format json DIR  and  metalsync plan DIR --format json
 are the same. A flag is written -name or --name, its value as --name value
 or --name=value; a boolean flag takes only --name or --name=false. After --
 every argument is an argument, even one starting with -.
 `,
-	"environment": `environment:
+		"environment": `environment:
   NO_COLOR                 metalsync writes no colour or other terminal escape codes
                            in any case; NO_COLOR is honoured by construction
   METALSYNC_CACHE_DIR      validation cache (default: the user cache directory)
   METALSYNC_BMC_PASSWORD   bmc: the BMC password (see --password-env)
 `,
+	}
 }
 
 func runHelp(ctx context.Context, args []string, env *Env) int {
@@ -153,7 +154,7 @@ func runHelp(ctx context.Context, args []string, env *Env) int {
 		fmt.Fprintln(env.Err, "metalsync help: want one command or topic")
 		return exitUsage
 	}
-	if text, ok := helpTopics[args[0]]; ok {
+	if text, ok := helpTopics()[args[0]]; ok {
 		io.WriteString(env.Out, text)
 		return exitOK
 	}
@@ -161,7 +162,7 @@ func runHelp(ctx context.Context, args []string, env *Env) int {
 	if !ok {
 		fmt.Fprintf(env.Err, "metalsync help: unknown command or topic %q\n", args[0])
 		names := commandNames()
-		for t := range helpTopics {
+		for t := range helpTopics() {
 			names = append(names, t)
 		}
 		if s := suggest(args[0], names); len(s) > 0 {
@@ -182,11 +183,7 @@ func usage(w io.Writer) {
 	b.WriteString("  help         help on a command or topic: metalsync help plan\n")
 	b.WriteString("\nflags go before or after arguments; --version prints the version.\n\n")
 	b.WriteString(exitCodesHelp)
-	topics := make([]string, 0, len(helpTopics))
-	for t := range helpTopics {
-		topics = append(topics, t)
-	}
-	slices.Sort(topics)
+	topics := topicNames()
 	fmt.Fprintf(&b, "\nRun 'metalsync help <command>' or 'metalsync <command> --help' for a command's flags,\n'metalsync help <topic>' for one of: %s.\n", strings.Join(topics, ", "))
 	io.WriteString(w, b.String())
 }
@@ -247,7 +244,7 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 	fmt.Fprintf(w, "metalsync %s: %v\n", name, err)
 	if bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
 		var names []string
-		fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, flagWord(f)) })
 		if s := suggest(bad, names); len(s) > 0 {
 			fmt.Fprintf(w, "\nDid you mean this?\n\t%s\n", strings.Join(s, "\n\t"))
 		}

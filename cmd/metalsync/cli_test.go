@@ -132,3 +132,25 @@ func TestEveryCommandHelp(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildVersionString(t *testing.T) {
+	tests := []struct {
+		v    buildVersion
+		want string
+	}{
+		{buildVersion{Version: "v0.3.0", Commit: "7119246df84d", Time: "2026-12-03T19:00:00Z", Go: "go1.26.0", Platform: "linux/amd64"},
+			"metalsync v0.3.0\ncommit: 7119246df84d, 2026-12-03T19:00:00Z\ngo: go1.26.0 linux/amd64\n"},
+		{buildVersion{Version: "(devel)", Commit: "7119246df84d", Modified: true, Go: "go1.26.0", Platform: "linux/arm64"},
+			"metalsync (devel)\ncommit: 7119246df84d (modified)\ngo: go1.26.0 linux/arm64\n"},
+		{buildVersion{Version: "(devel)", Go: "go1.26.0", Platform: "linux/amd64"},
+			"metalsync (devel)\ncommit: unknown (built without VCS information)\ngo: go1.26.0 linux/amd64\n"},
+	}
+	for _, tt := range tests {
+		if got := tt.v.String(); got != tt.want {
+			t.Errorf("got %q, want %q", got, tt.want)
+		}
+	}
+	if v := readBuildVersion(); v.Go == "" || v.Version == "" {
+		t.Errorf("readBuildVersion() = %+v: no Go version or version", v)
+	}
+}

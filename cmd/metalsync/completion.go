@@ -64,14 +64,14 @@ func shortUsage(f *flag.Flag) string {
 
 func topicNames() []string {
 	var t []string
-	for k := range helpTopics {
+	for k := range helpTopics() {
 		t = append(t, k)
 	}
 	slices.Sort(t)
 	return t
 }
 
-var completionShells = []string{"bash", "zsh", "fish"}
+func completionShells() []string { return []string{"bash", "zsh", "fish"} }
 
 func runCompletion(ctx context.Context, args []string, env *Env) int {
 	fs := newFlags("completion", env)
@@ -87,10 +87,10 @@ Prints a completion script for the shell: commands, their flags, help topics.
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
-	if fs.NArg() != 1 || !slices.Contains(completionShells, fs.Arg(0)) {
-		fmt.Fprintf(env.Err, "metalsync completion: want one shell: %s\n", strings.Join(completionShells, ", "))
+	if fs.NArg() != 1 || !slices.Contains(completionShells(), fs.Arg(0)) {
+		fmt.Fprintf(env.Err, "metalsync completion: want one shell: %s\n", strings.Join(completionShells(), ", "))
 		if fs.NArg() == 1 {
-			if s := suggest(fs.Arg(0), completionShells); len(s) > 0 {
+			if s := suggest(fs.Arg(0), completionShells()); len(s) > 0 {
 				fmt.Fprintf(env.Err, "\nDid you mean this?\n\t%s\n", strings.Join(s, "\n\t"))
 			}
 		}
@@ -122,7 +122,7 @@ func writeBashCompletion(b *strings.Builder, cmds []cmdFlags) {
 		strings.Join(append(names, "help", "--help", "--version"), " "))
 	b.WriteString("    case \"$cmd\" in\n")
 	fmt.Fprintf(b, "    help) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", strings.Join(append(names, topicNames()...), " "))
-	fmt.Fprintf(b, "    completion) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", strings.Join(completionShells, " "))
+	fmt.Fprintf(b, "    completion) COMPREPLY=($(compgen -W %q -- \"$cur\")); return ;;\n", strings.Join(completionShells(), " "))
 	for _, c := range cmds {
 		if c.name == "completion" {
 			continue
@@ -153,7 +153,7 @@ func writeZshCompletion(b *strings.Builder, cmds []cmdFlags) {
 		names = append(names, c.name)
 	}
 	fmt.Fprintf(b, "    help) _values 'command or topic' %s ;;\n", strings.Join(append(names, topicNames()...), " "))
-	fmt.Fprintf(b, "    completion) _values 'shell' %s ;;\n", strings.Join(completionShells, " "))
+	fmt.Fprintf(b, "    completion) _values 'shell' %s ;;\n", strings.Join(completionShells(), " "))
 	for _, c := range cmds {
 		if c.name == "completion" {
 			continue
@@ -190,7 +190,7 @@ func writeFishCompletion(b *strings.Builder, cmds []cmdFlags) {
 	}
 	b.WriteString("complete -c metalsync -f -n __fish_use_subcommand -a help -d 'help on a command or topic'\n")
 	fmt.Fprintf(b, "complete -c metalsync -f -n '__fish_seen_subcommand_from help' -a '%s'\n", strings.Join(append(names, topicNames()...), " "))
-	fmt.Fprintf(b, "complete -c metalsync -f -n '__fish_seen_subcommand_from completion' -a '%s'\n", strings.Join(completionShells, " "))
+	fmt.Fprintf(b, "complete -c metalsync -f -n '__fish_seen_subcommand_from completion' -a '%s'\n", strings.Join(completionShells(), " "))
 	for _, c := range cmds {
 		for _, f := range c.flags {
 			opt := "-l " + f.Name
