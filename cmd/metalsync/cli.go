@@ -233,8 +233,13 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 			return exitOK
 		}
 		if out != nil {
-			fs.SetOutput(out.env.Out)
-			defer fs.SetOutput(out)
+			// Help goes to stdout, also from a Usage func that writes
+			// to env.Err rather than fs.Output().
+			env := out.env
+			fs.SetOutput(env.Out)
+			errw := env.Err
+			env.Err = env.Out
+			defer func() { fs.SetOutput(out); env.Err = errw }()
 		}
 		fs.Usage()
 		return exitOK

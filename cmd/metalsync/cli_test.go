@@ -75,6 +75,17 @@ func TestParseFlagsHelpAndErrors(t *testing.T) {
 	if errb.String() != want || out.Len() != 0 {
 		t.Errorf("stderr %q, want %q; stdout %q", errb.String(), want, out.String())
 	}
+	// A Usage func written against env.Err prints help on stdout too.
+	out.Reset()
+	errb.Reset()
+	fs2 := newFlags("y", env)
+	fs2.Usage = func() { io.WriteString(env.Err, "usage: metalsync y\n") }
+	if code := parseFlags(fs2, []string{"--help"}); code != exitOK || out.String() != "usage: metalsync y\n" || errb.Len() != 0 {
+		t.Errorf("env.Err Usage: code %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+	if env.Err != &errb {
+		t.Errorf("env.Err not restored")
+	}
 	// A usage error a command reports itself still goes to stderr.
 	errb.Reset()
 	fs.Usage()
