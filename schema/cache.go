@@ -14,7 +14,7 @@ import (
 // cacheFormat changes whenever the cached form changes, or the checks of
 // a single file do (2: the pre-scan and the credential checks), so that a
 // result cached by an older metalsync is not trusted.
-const cacheFormat = "metalsync-schema-cache/2"
+const cacheFormat = "metalsync-schema-cache/3" // 3: diagnostics read "want X, got Y"
 
 // cacheFile is the on-disk form of a Loader's memory: every file's result
 // by path and content hash, valid only for the schema it was made with.

@@ -83,7 +83,7 @@ func mapCUEErrors(err error, file string, data, def cue.Value, reported map[stri
 			}
 			add(nearestPos(data, path), field, CodeSchema, fmt.Sprintf("missing required field %q", path[len(path)-1]), requiredHint(path))
 		default:
-			add(posIn(e, file, data, path), field, CodeSchema, friendly(path, msg), patternHint(path))
+			add(posIn(e, file, data, path), field, CodeSchema, friendly(data, path, msg), patternHint(path))
 		}
 	}
 	for _, field := range order {
@@ -100,9 +100,13 @@ func mapCUEErrors(err error, file string, data, def cue.Value, reported map[stri
 		}
 		got := valueText(data, path)
 		alts := literalAlternatives(disj[field], kindOf(data, path))
-		msg := fmt.Sprintf("%s is not allowed", got)
+		msg := fmt.Sprintf("%s is not allowed here", gotText(data, path))
 		if len(alts) > 0 {
-			msg = fmt.Sprintf("%s is not one of %s", got, strings.Join(alts, ", "))
+			sep := ","
+			if len(alts) > 2 {
+				sep = ";" // the alternatives have commas of their own
+			}
+			msg = fmt.Sprintf("want %s%s got %s", wantText(alts), sep, gotText(data, path))
 		}
 		hint := ""
 		var plain []string
@@ -331,7 +335,7 @@ var patternHints = map[string]string{
 	"raid_level":      `a RAID level: 0, 1, 5, 6 or 10 (as a number, a string or RAID1-style)`,
 	"size_gib":        `a whole number of GiB, or MAX for all of the drives`,
 	"size_gb":         `a whole number of GiB, or MAX for all of the drives`,
-	"args":            `this step's arguments; see the templates in inventory-example/ and #Steps in schema/cue/schema.cue`,
+	"args":            "this step's arguments; see #Steps in `metalsync schema` and the templates in inventory-example/",
 }
 
 // argHints replace patternHints for fields of step arguments whose name
@@ -353,29 +357,57 @@ func patternHint(path []string) string {
 	return ""
 }
 
-// friendly shortens CUE's message for a regular-expression mismatch, whose
-// expression means little to an operator (the hint explains the format).
-func friendly(path []string, msg string) string {
+// friendly rewrites CUE's message as "want X, got Y": CUE names the two
+// sides of a conflict in either order, so the side the user wrote is found
+// from the data. A regular-expression mismatch loses its expression, which
+// means little to an operator (the hint explains the format).
+func friendly(data cue.Value, path []string, msg string) string {
 	if len(path) == 1 && path[0] == "apiVersion" {
 		return "this version of metalsync reads apiVersion " + APIVersion
 	}
 	if i := strings.Index(msg, "(mismatched types "); i >= 0 {
-		var got, want string
-		if _, err := fmt.Sscanf(msg[i:], "(mismatched types %s and %s", &got, &want); err == nil {
-			want = strings.TrimSuffix(want, ")")
-			if got == want {
-				return msg
+		var a, b string
+		if _, err := fmt.Sscanf(msg[i:], "(mismatched types %s and %s", &a, &b); err == nil {
+			b = strings.TrimSuffix(b, ")")
+			got := kindOf(data, path)
+			switch got {
+			case a:
+				return fmt.Sprintf("want %s, got %s", b, gotText(data, path))
+			case b:
+				return fmt.Sprintf("want %s, got %s", a, gotText(data, path))
 			}
-			if strings.HasPrefix(msg, "conflicting values "+"\"") || !strings.HasPrefix(msg, "conflicting values ") {
-				got, want = want, got
-			}
-			return fmt.Sprintf("must be %s %s, not %s %s", article(want), want, article(got), got)
 		}
 	}
 	if i := strings.Index(msg, " (out of bound =~"); i >= 0 && patternHint(path) != "" {
 		return strings.TrimPrefix(msg[:i], "invalid value ") + " has the wrong format"
 	}
 	return msg
+}
+
+// wantText lists what a field accepts: "bool", "\"off\" or \"on\"",
+// "one of 0, 1, 5".
+func wantText(alts []string) string {
+	switch len(alts) {
+	case 1:
+		return alts[0]
+	case 2:
+		return alts[0] + " or " + alts[1]
+	}
+	return "one of " + strings.Join(alts, ", ")
+}
+
+// gotText names the kind and value the user wrote: `string "yes"`, `int 5`;
+// a long value (a struct, a long list) by its kind only.
+func gotText(data cue.Value, path []string) string {
+	kind := kindOf(data, path)
+	if kind == "" {
+		return "the value"
+	}
+	v := valueText(data, path)
+	if len(v) > 40 || strings.Contains(v, "\n") {
+		return kind
+	}
+	return kind + " " + v
 }
 
 func requiredHint(path []string) string {
@@ -392,7 +424,7 @@ func requiredHint(path []string) string {
 	if h := patternHint(path); h != "" {
 		return h
 	}
-	return "see inventory-example/ or schema/cue/schema.cue for the expected shape"
+	return "see `metalsync schema` (or inventory-example/) for the expected shape"
 }
 
 func article(kind string) string {

@@ -159,6 +159,15 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 				diags = append(diags, entryDiag(p, t))
 				return nil
 			}
+			if !d.IsDir() && !isYAML(name) && isYAML(strings.ToLower(name)) {
+				// Git and the daemon's host are case-sensitive: say so
+				// rather than leave r1-n09.YAML out without a word.
+				ext := path.Ext(name)
+				diags = append(diags, Diagnostic{File: p, Severity: SevWarning, Code: CodeYAML,
+					Message: fmt.Sprintf("not loaded: the extension %s is not .yaml or .yml", ext),
+					Hint:    fmt.Sprintf("rename it to %s.yaml", strings.TrimSuffix(name, ext))})
+				return nil
+			}
 			if d.IsDir() || !isYAML(name) || !t.IsRegular() {
 				return nil
 			}

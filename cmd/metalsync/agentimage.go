@@ -51,13 +51,12 @@ func parseAgentImage(args []string, env *Env) (agentImageArgs, int) {
 	fs.BoolVar(&a.refreshLock, "refresh-lock", false, "print a lock of the current Debian candidates and exit")
 	fs.BoolVar(&a.verbose, "v", false, "log progress to stderr")
 	fs.Usage = func() {
-		fmt.Fprint(env.Err, agentImageUsage+"\nflags:\n")
+		fmt.Fprint(fs.Output(), agentImageUsage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 || args[0] != "build" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fs.Usage()
-			return a, exitOK
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return a, parseFlags(fs, args[:1])
 		}
 		fmt.Fprint(env.Err, "metalsync agent-image: want the build subcommand\n\n"+agentImageUsage)
 		return a, exitUsage

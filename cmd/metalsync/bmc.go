@@ -66,7 +66,7 @@ func runBMC(ctx context.Context, args []string, env *Env) int {
 	fs.StringVar(&f.kind, "kind", "cd", "media: the virtual media device kind: cd, usb or floppy")
 	fs.BoolVar(&f.json, "json", false, "inventory, bios get, media status: print JSON")
 	fs.Usage = func() {
-		io.WriteString(env.Err, bmcUsage)
+		io.WriteString(fs.Output(), bmcUsage)
 		fs.PrintDefaults()
 	}
 	op, code := parseInterspersed(fs, args)
@@ -108,21 +108,13 @@ func runBMC(ctx context.Context, args []string, env *Env) int {
 	return exitOK
 }
 
-// parseInterspersed parses flags found anywhere among args and returns the
-// other arguments, or the exit code when parsing stopped the command.
+// parseInterspersed parses flags found anywhere among args and returns
+// the other arguments, or the exit code when parsing stopped the command.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, int) {
-	var pos []string
-	for {
-		if code := parseFlags(fs, args); code >= 0 {
-			return nil, code
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, -1
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+	if code := parseFlags(fs, args); code >= 0 {
+		return nil, code
 	}
+	return fs.Args(), -1
 }
 
 // check validates the operation's shape and that operation flags go with

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -45,7 +46,7 @@ func parseDemo(args []string, env *Env) (demoArgs, int) {
 	fs.StringVar(&a.dir, "dir", "", "work directory (default: a new temporary directory)")
 	fs.BoolVar(&a.vm, "vm", false, "deploy one emulated machine (QEMU) for real: agent ISO, RAID-1, image, boot from disk")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync demo [--keep] [--vm]\n\nRuns the whole loop on the embedded example inventory with simulated BMCs:\na bare Git remote seeded from the example, the daemon following it, a\nchange pushed by a person, and the status commits the daemon wrote.\n\nWith --vm it deploys one QEMU machine behind a simulated Redfish BMC for\nreal: the deploy agent boots from virtual media, sets up the static\nnetwork, builds RAID-1, writes the image, and the machine boots it.")
+		fmt.Fprintln(fs.Output(), "usage: metalsync demo [--keep] [--vm]\n\nRuns the whole loop on the embedded example inventory with simulated BMCs:\na bare Git remote seeded from the example, the daemon following it, a\nchange pushed by a person, and the status commits the daemon wrote.\n\nWith --vm it deploys one QEMU machine behind a simulated Redfish BMC for\nreal: the deploy agent boots from virtual media, sets up the static\nnetwork, builds RAID-1, writes the image, and the machine boots it.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
@@ -73,7 +74,9 @@ func runDemo(ctx context.Context, args []string, env *Env) int {
 	if a.vm {
 		run = demoVM
 	}
-	if err := run(ctx, a, env); err != nil {
+	denv := *env
+	denv.Out = &lockedWriter{w: env.Out}
+	if err := run(ctx, a, &denv); err != nil {
 		fmt.Fprintf(env.Err, "metalsync demo: %v\n", err)
 		return exitError
 	}
@@ -97,7 +100,20 @@ func (f *demoFleet) close() {
 }
 
 func say(env *Env, format string, args ...any) {
-	fmt.Fprintf(env.Out, format+"\n", args...)
+	io.WriteString(env.Out, fmt.Sprintf(format+"\n", args...))
+}
+
+// lockedWriter makes each Write whole: the daemon's pass lines and the
+// demo's headers come from two goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func demo(ctx context.Context, a demoArgs, env *Env) error {
@@ -237,7 +253,8 @@ func seedRemote(ctx context.Context, dir string, fleet *demoFleet) (demoRepo, er
 // process.
 type demoDaemon struct {
 	s      served
-	passes <-chan struct{} // a pass ended; buffered 1
+	passes <-chan reconcile.Observed // the state the latest pass left, once printed; buffered 1
+	last   reconcile.Observed        // the state for which waitPasses's cond last held
 	cancel context.CancelFunc
 	errc   <-chan error // serve's result
 	err    error        // serve's result once stopped
@@ -261,14 +278,9 @@ func startDemoDaemonWith(ctx context.Context, sa serveArgs, vars map[string]stri
 		}
 		return env.Getenv(k)
 	}
-	passes := make(chan struct{}, 1)
-	sa.onPass = func(rep apply.Report) {
-		showProgress(env, rep)
-		select {
-		case passes <- struct{}{}:
-		default:
-		}
-	}
+	ready := make(chan struct{}) // the daemon's own line is printed
+	hook, passes := passHook(ctx, env, ready)
+	sa.onPass = hook
 	log := slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	dctx, cancel := context.WithCancel(ctx)
 	startedc := make(chan served, 1)
@@ -285,7 +297,32 @@ func startDemoDaemonWith(ctx context.Context, sa serveArgs, vars map[string]stri
 		return nil, ctx.Err()
 	}
 	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", strings.TrimPrefix(sa.repo, "file://"), dd.s.addr)
+	close(ready)
 	return dd, nil
+}
+
+// passHook returns serve's onPass for the demo, which prints each pass's
+// progress once ready is closed, and the channel on which the state each
+// pass left arrives after its lines were printed (buffered 1, newest).
+func passHook(ctx context.Context, env *Env, ready <-chan struct{}) (func(apply.Report, reconcile.Observed), <-chan reconcile.Observed) {
+	passes := make(chan reconcile.Observed, 1)
+	return func(rep apply.Report, obs reconcile.Observed) {
+		// A pass may end before serve has said it listens: keep its
+		// lines after the daemon's.
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return
+		}
+		showProgress(env, rep)
+		// Only this hook sends, from the daemon's one pass goroutine:
+		// after the drain the send cannot block.
+		select {
+		case <-passes:
+		default:
+		}
+		passes <- obs
+	}, passes
 }
 
 // showProgress prints what a pass did to each node it was not busy with.
@@ -302,19 +339,24 @@ func showProgress(env *Env, rep apply.Report) {
 	}
 }
 
-// waitPasses waits until cond holds, checking it now and after every
-// pass: only passes change the observed state.
+// waitPasses waits until cond holds for the state a pass left. Only
+// passes change the observed state, and each pass's progress lines are
+// printed before its state is seen here, so a header printed once cond
+// holds comes after the lines of every pass it sums up.
 func (dd *demoDaemon) waitPasses(ctx context.Context, timeout time.Duration, cond func(reconcile.Observed) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for !cond(dd.s.daemon.Observed()) {
+	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-dd.passes:
+		case obs := <-dd.passes:
+			if cond(obs) {
+				dd.last = obs
+				return nil
+			}
 		}
 	}
-	return nil
 }
 
 func (dd *demoDaemon) waitFirstCommit(ctx context.Context, timeout time.Duration, env *Env, inv *schema.Inventory) error {
@@ -324,7 +366,7 @@ func (dd *demoDaemon) waitFirstCommit(ctx context.Context, timeout time.Duration
 		return fmt.Errorf("the fleet did not converge: %w", err)
 	}
 	say(env, "\n== Status after the first commit\n")
-	printStatus(env, inv, dd.s.daemon.Observed())
+	printStatus(env, inv, dd.last)
 	return nil
 }
 
@@ -377,7 +419,7 @@ func (dd *demoDaemon) waitBobsChange(ctx context.Context, timeout time.Duration,
 		return fmt.Errorf("the daemon did not act on the change: %w", err)
 	}
 	say(env, "\n== Status after Bob's change\n")
-	printStatus(env, inv, dd.s.daemon.Observed())
+	printStatus(env, inv, dd.last)
 	return nil
 }
 
@@ -509,6 +551,10 @@ var (
 	credBlock   = regexp.MustCompile(`(?m)^    credentialsRef:\n(      .*\n)+`)
 	tlsBlock    = regexp.MustCompile(`(?m)^    tls:\n(      .*\n)+`)
 	ipmiBlock   = regexp.MustCompile(`(?m)^    ipmi:\n(      .*\n)+`)
+	// agentBlock is the site's deploy agent with the comment above it:
+	// the demo runs in-band steps with the simulated agent, and the
+	// example's agent ISO is not on the demo's machine.
+	agentBlock = regexp.MustCompile(`(?m)(^  #.*\n)*^  agent:\n(    .*\n)+`)
 )
 
 // writeDemoInventory writes the example into dir with each node's BMC
@@ -536,6 +582,7 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		if p == schema.SiteFile {
 			// The daemon's own listener serves media in the demo.
 			s = regexp.MustCompile(`(?m)^    baseURLs: .*\n`).ReplaceAllLiteralString(s, "")
+			s = agentBlock.ReplaceAllLiteralString(s, "")
 		}
 		out := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -572,7 +619,9 @@ func converged(inv *schema.Inventory, obs reconcile.Observed) bool {
 }
 
 func printStatus(env *Env, inv *schema.Inventory, obs reconcile.Observed) {
-	tw := tabwriter.NewWriter(env.Out, 0, 4, 2, ' ', 0)
+	var b strings.Builder // one write: pass lines may be printed meanwhile
+	defer func() { io.WriteString(env.Out, b.String()) }()
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tPOWER\tIMAGE\tNOTE")
 	for _, n := range inv.Nodes {
 		st := obs[n.Name()]

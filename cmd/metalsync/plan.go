@@ -34,10 +34,10 @@ func parsePlan(args []string, env *Env) (planArgs, int) {
 	fs.BoolVar(&a.refresh, "refresh", false, "read live power from every BMC first (read-only; changes nothing)")
 	fs.StringVar(&a.format, "format", "text", "output format: text, json or markdown")
 	fs.BoolVar(&a.detailed, "detailed-exitcode", false, "exit 0 when there are no changes, 2 when there are, 1 on error")
-	fs.StringVar(&a.out, "o", "", "also save the plan (JSON) to this file, for `metalsync apply FILE`")
+	fs.StringVar(&a.out, "o", "", "also save the plan (JSON) to `FILE`, for metalsync apply FILE")
 	fs.BoolVar(&a.simulateAgent, "simulate-agent", false, "plan in-band steps with the simulated deploy agent (always on for fake:// nodes)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync plan [flags] [DIR]\n\nShows what metalsync would do to bring the machines of the inventory in DIR\n(default .) to their desired state, from the status recorded in DIR (offline).")
+		fmt.Fprintln(fs.Output(), "usage: metalsync plan [flags] [DIR]\n\nShows what metalsync would do to bring the machines of the inventory in DIR\n(default .) to their desired state, from the status recorded in DIR (offline).")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
@@ -147,6 +147,7 @@ func newPlanRun(ctx context.Context, env *Env, dir string, refresh, simulateAgen
 			return servedAgent{}
 		}
 	}
+	refreshed := false
 	if refresh {
 		var errs []error
 		r.observed, errs = r.ex.Refresh(ctx, inv, r.observed)
@@ -156,10 +157,16 @@ func newPlanRun(ctx context.Context, env *Env, dir string, refresh, simulateAgen
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		// Refresh returns one error per node it could not read: with
+		// every node failed, nothing live went into the plan.
+		refreshed = len(errs) < len(inv.Nodes)
+		if !refreshed && len(inv.Nodes) > 0 {
+			fmt.Fprintln(env.Err, "metalsync: refresh: no BMC could be read; the plan uses recorded status only")
+		}
 	}
 	r.plan = reconcile.Plan(inv, r.observed, r.ex.Capabilities(), time.Now())
-	r.plan.InventoryCommit = gitHead(ctx, dir)
-	r.plan.Refreshed = refresh
+	r.plan.InventoryCommit, r.plan.InventoryDirty = gitState(ctx, dir)
+	r.plan.Refreshed = refreshed
 	return r, nil
 }
 
@@ -177,6 +184,21 @@ func newExecutor(env *Env, dir string, agent *agentsim.Agent, simulateAll bool) 
 			return nil
 		},
 	}
+}
+
+// gitState returns the commit checked out in the Git repository holding
+// dir and whether the files under dir differ from it (modified, staged or
+// untracked), or "" outside Git.
+func gitState(ctx context.Context, dir string) (string, bool) {
+	head := gitHead(ctx, dir)
+	if head == "" {
+		return "", false
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--untracked-files=normal", "--", ".").Output()
+	if err != nil {
+		return head, false
+	}
+	return head, len(strings.TrimSpace(string(out))) > 0
 }
 
 // gitHead returns the commit checked out in the Git repository holding
@@ -250,7 +272,7 @@ func writeTextPlan(w io.Writer, p plan.Plan) {
 	var b strings.Builder
 	source := "working tree"
 	if p.InventoryCommit != "" {
-		source = "commit " + shortCommit(p.InventoryCommit)
+		source = "commit " + commitLabel(p)
 	}
 	observed := "recorded status"
 	if p.Refreshed {
@@ -305,6 +327,15 @@ func pluralWord(n int, one, many string) string {
 	return many
 }
 
+// commitLabel names the plan's commit, marked as git describe --dirty
+// does when the working tree had changes no commit holds.
+func commitLabel(p plan.Plan) string {
+	if p.InventoryDirty {
+		return shortCommit(p.InventoryCommit) + "+dirty (uncommitted changes)"
+	}
+	return shortCommit(p.InventoryCommit)
+}
+
 func shortCommit(c string) string {
 	if len(c) > 12 {
 		return c[:12]
@@ -319,7 +350,7 @@ func writeMarkdownPlan(w io.Writer, p plan.Plan) {
 	b.WriteString("### metalsync plan\n\n")
 	fmt.Fprintf(&b, "**%s**\n\n", p.Summarize().Line())
 	if p.InventoryCommit != "" {
-		fmt.Fprintf(&b, "Inventory commit `%s`, observed digest `%s`.\n\n", shortCommit(p.InventoryCommit), shortDigest(p.ObservedDigest))
+		fmt.Fprintf(&b, "Inventory commit `%s`, observed digest `%s`.\n\n", commitLabel(p), shortDigest(p.ObservedDigest))
 	}
 	var rows, errs, notes []string
 	for _, n := range p.Nodes {

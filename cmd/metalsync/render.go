@@ -46,20 +46,13 @@ func parseRender(args []string, env *Env) (renderArgs, int) {
 	fs.StringVar(&a.userData, "user-data", "", "put `FILE` on the media as user data")
 	fs.StringVar(&a.sshKeys, "ssh-keys", "", "authorized SSH public keys, one per line, from `FILE`")
 	fs.Usage = func() {
-		fmt.Fprint(env.Err, renderUsage+"\nflags:\n")
+		fmt.Fprint(fs.Output(), renderUsage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
-	var pos []string
-	for {
-		if code := parseFlags(fs, args); code >= 0 {
-			return a, code
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	if code := parseFlags(fs, args); code >= 0 {
+		return a, code
 	}
+	pos := fs.Args()
 	usageErr := func(format string, v ...any) (renderArgs, int) {
 		fmt.Fprintf(env.Err, "metalsync render: "+format+"\n", v...)
 		return a, exitUsage

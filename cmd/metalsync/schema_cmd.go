@@ -29,7 +29,7 @@ func parseSchema(args []string, env *Env) (schemaArgs, int) {
 	fs.StringVar(&a.format, "format", "cue", "output format: cue or jsonschema")
 	fs.StringVar(&a.kind, "kind", "", "only this kind: "+strings.Join(schemaKinds, ", ")+" (default all)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync schema [--format cue|jsonschema] [--kind KIND]\n\nPrints the schema every inventory file is validated against: the embedded\nCUE, or a JSON Schema generated from it for editors (see README.md,\n\"Editor support\").")
+		fmt.Fprintln(fs.Output(), "usage: metalsync schema [--format cue|jsonschema] [--kind KIND]\n\nPrints the schema every inventory file is validated against: the embedded\nCUE, or a JSON Schema generated from it for editors (see README.md,\n\"Editor support\").")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {

@@ -15,6 +15,7 @@ import (
 
 	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/daemon"
+	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/render/mediaserver"
 	"metalsync.dev/metalsync/repo/gitstatus"
@@ -41,8 +42,9 @@ type serveArgs struct {
 	simulateAgent    bool
 	mediaDir         string
 	stateDir         string
-	// onPass, when set, sees every pass's report (the demo's progress).
-	onPass      func(apply.Report)
+	// onPass, when set, sees every pass's report (the demo's progress)
+	// and the observed state as that pass left it.
+	onPass      func(apply.Report, reconcile.Observed)
 	authorName  string
 	authorEmail string
 	// lockTimeout waits that long for the fleet's lease (a standby daemon).
@@ -73,7 +75,7 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	fs.StringVar(&a.authorEmail, "author-email", "", "status commit e-mail (default: the site's git.authorEmail)")
 	fs.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for the fleet's lease held by another run (0: refuse at once)")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync serve --repo URL [--branch main] [flags]\n       metalsync serve --local DIR [flags]\n\nFollows the inventory, reconciles every valid revision against the BMCs and\ncommits observed status back. Serves /metrics, /healthz, /readyz, /webhook\nand boot media on one listener.")
+		fmt.Fprintln(fs.Output(), "usage: metalsync serve --repo URL [--branch main] [flags]\n       metalsync serve --local DIR [flags]\n\nFollows the inventory, reconciles every valid revision against the BMCs and\ncommits observed status back. Serves /metrics, /healthz, /readyz, /webhook\nand boot media on one listener.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {
@@ -165,7 +167,9 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		return err
 	}
 	if a.onPass != nil {
-		d.OnPass(a.onPass)
+		// Hooks run on the pass's goroutine, before the next pass: the
+		// state read here is exactly what this pass left.
+		d.OnPass(func(rep apply.Report) { a.onPass(rep, d.Observed()) })
 	}
 	mux, err := buildHTTP(a, env, d, media, metrics, trigger, log)
 	if err != nil {

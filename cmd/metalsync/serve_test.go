@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/test/inventorygen"
 )
@@ -37,7 +38,7 @@ func TestServeLocal(t *testing.T) {
 		}
 	}
 	passes := make(chan struct{}, 1)
-	a := serveArgs{local: dir, listen: "127.0.0.1:0", statusInterval: time.Second, onPass: func(apply.Report) {
+	a := serveArgs{local: dir, listen: "127.0.0.1:0", statusInterval: time.Second, onPass: func(apply.Report, reconcile.Observed) {
 		select {
 		case passes <- struct{}{}:
 		default:

@@ -49,7 +49,7 @@ func parseStatus(args []string, env *Env) (statusArgs, int) {
 	fs.StringVar(&a.output, "o", "", "output: wide (more columns) or json")
 	fs.BoolVar(&a.watch, "watch", false, "print again whenever a file in DIR changes (a daemon run with `serve --local DIR`, or a pull), until interrupted")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync status [-l key=value]... [-o wide|json] [--watch] [DIR]\n\nLists the nodes of the inventory in DIR (default .) with the status the\ndaemon recorded there: owner, provision state, power (desired/observed),\nfault or quarantine, last error and the age of the last observation.")
+		fmt.Fprintln(fs.Output(), "usage: metalsync status [-l key=value]... [-o wide|json] [--watch] [DIR]\n\nLists the nodes of the inventory in DIR (default .) with the status the\ndaemon recorded there: owner, provision state, power (desired/observed),\nfault or quarantine, last error and the age of the last observation.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {

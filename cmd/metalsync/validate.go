@@ -18,7 +18,7 @@ func parseValidate(args []string, env *Env) (validateArgs, int) {
 	a := validateArgs{dir: "."}
 	fs.StringVar(&a.format, "format", "text", "output format: text or json")
 	fs.Usage = func() {
-		fmt.Fprintln(env.Err, "usage: metalsync validate [--format text|json] [DIR]\n\nChecks every file of the inventory repository in DIR (default .) against the\nschema and the cross-file rules. Exit status 1 when anything is invalid.")
+		fmt.Fprintln(fs.Output(), "usage: metalsync validate [--format text|json] [DIR]\n\nChecks every file of the inventory repository in DIR (default .) against the\nschema and the cross-file rules. Exit status 1 when anything is invalid.")
 		fs.PrintDefaults()
 	}
 	if code := parseFlags(fs, args); code >= 0 {

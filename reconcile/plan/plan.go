@@ -22,6 +22,9 @@ type Plan struct {
 	FormatVersion string `json:"format_version"`
 	// InventoryCommit is the Git commit of the inventory ("" outside Git).
 	InventoryCommit string `json:"inventory_commit"`
+	// InventoryDirty says the working tree differed from InventoryCommit
+	// (uncommitted or untracked files): the plan is of files no commit holds.
+	InventoryDirty bool `json:"inventory_dirty,omitempty"`
 	// InventoryDigest is a sha256 over the canonical desired state.
 	InventoryDigest string `json:"inventory_digest"`
 	// ObservedDigest is a sha256 over the canonical observed state.
