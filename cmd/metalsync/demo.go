@@ -506,9 +506,25 @@ func (f *demoFleet) startRedfish(inv *schema.Inventory, host string, nodes []str
 
 var (
 	addressLine = regexp.MustCompile(`(?m)^    address: .*$`)
-	credBlock   = regexp.MustCompile(`(?m)^    credentialsRef:\n(      .*\n)+`)
+	credRef     = regexp.MustCompile(`(?m)^    credentialsRef: .*\n`)
+	siteCreds   = regexp.MustCompile(`(?m)^  credentials:\n(    .*\n)+`)
+	siteNets    = regexp.MustCompile(`(?m)^  bmcNetworks:\n(    .*\n)+`)
 	tlsBlock    = regexp.MustCompile(`(?m)^    tls:\n(      .*\n)+`)
 	ipmiBlock   = regexp.MustCompile(`(?m)^    ipmi:\n(      .*\n)+`)
+)
+
+const (
+	demoSiteCredentials = `  credentials:
+    sets:
+      demo:
+        env: {username: DEMO_BMC_USERNAME, password: DEMO_BMC_PASSWORD}
+`
+	demoSiteNetworks = `  bmcNetworks:
+    - cidr: 127.0.0.0/8
+      allowPlainHTTP: true
+    - cidr: "::1/128"
+      allowPlainHTTP: true
+`
 )
 
 // writeDemoInventory writes the example into dir with each node's BMC
@@ -527,7 +543,7 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		if strings.HasPrefix(p, schema.NodesDir+"/") {
 			name := strings.TrimSuffix(path.Base(p), ".yaml")
 			s = addressLine.ReplaceAllLiteralString(s, "    address: "+f.addrs[name])
-			s = credBlock.ReplaceAllLiteralString(s, "    credentialsRef:\n      env: {username: DEMO_BMC_USERNAME, password: DEMO_BMC_PASSWORD}\n")
+			s = credRef.ReplaceAllLiteralString(s, "    credentialsRef: {set: demo}\n")
 			s = tlsBlock.ReplaceAllLiteralString(s, "")
 			s = ipmiBlock.ReplaceAllLiteralString(s, "")
 		}
@@ -536,6 +552,13 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		if p == schema.SiteFile {
 			// The daemon's own listener serves media in the demo.
 			s = regexp.MustCompile(`(?m)^    baseURLs: .*\n`).ReplaceAllLiteralString(s, "")
+			// One credential set from the demo's environment, and the
+			// simulators' loopback addresses, where they speak plain HTTP.
+			if !siteCreds.MatchString(s) || !siteNets.MatchString(s) {
+				return fmt.Errorf("demo inventory: %s has no credentials or bmcNetworks block to replace", p)
+			}
+			s = siteCreds.ReplaceAllLiteralString(s, demoSiteCredentials)
+			s = siteNets.ReplaceAllLiteralString(s, demoSiteNetworks)
 		}
 		out := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
