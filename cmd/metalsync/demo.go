@@ -509,6 +509,7 @@ var (
 	credRef     = regexp.MustCompile(`(?m)^    credentialsRef: .*\n`)
 	siteCreds   = regexp.MustCompile(`(?m)^  credentials:\n(    .*\n)+`)
 	siteNets    = regexp.MustCompile(`(?m)^  bmcNetworks:\n(    .*\n)+`)
+	siteAgent   = regexp.MustCompile(`(?m)^  agent:\n(    .*\n)+`)
 	tlsBlock    = regexp.MustCompile(`(?m)^    tls:\n(      .*\n)+`)
 	ipmiBlock   = regexp.MustCompile(`(?m)^    ipmi:\n(      .*\n)+`)
 )
@@ -559,6 +560,8 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 			}
 			s = siteCreds.ReplaceAllLiteralString(s, demoSiteCredentials)
 			s = siteNets.ReplaceAllLiteralString(s, demoSiteNetworks)
+			// The demo's agent is simulated: no agent image to serve.
+			s = siteAgent.ReplaceAllLiteralString(s, "")
 		}
 		out := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
