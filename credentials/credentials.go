@@ -1,8 +1,12 @@
-// Package credentials resolves a node's credentialsRef into a username
-// and a password: from environment variables, from a YAML file on the
-// daemon's host, or from an age-encrypted YAML file in the inventory
-// repository. Errors name where the credentials were looked for, never
-// what they contain.
+// Package credentials resolves a node's BMC credentials from the site's
+// credential sets (metalsync.yaml): environment variables, YAML files
+// under the site's credentials directory on the daemon's host, or
+// age-encrypted YAML files in the inventory repository. It is the one
+// place credentials are read for a node, so it is where the site's rules
+// are enforced: the set must be one the node's owner may use, and the BMC
+// must be in a network the site allows, over plain HTTP only where the
+// site allows it. Errors name where the credentials were looked for,
+// never what they contain.
 package credentials
 
 import (
@@ -12,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"filippo.io/age"
@@ -26,8 +31,15 @@ import (
 // identity file that decrypts ageFile credentials.
 const IdentityEnv = "METALSYNC_AGE_IDENTITY"
 
-// ErrMissing marks credentials that are not where the reference points.
+// maxFileSize bounds a credentials file: a few lines of YAML.
+const maxFileSize = 1 << 20
+
+// ErrMissing marks credentials that are not where the set points.
 var ErrMissing = errors.New("credentials not found")
+
+// ErrRefused marks credentials the site's rules do not let a node have,
+// or a set naming one of the daemon's own secrets.
+var ErrRefused = errors.New("credentials refused")
 
 // Credentials are a BMC username and password.
 type Credentials struct {
@@ -35,44 +47,81 @@ type Credentials struct {
 	Password secret.Value
 }
 
-// Resolver resolves credential references.
+// Resolver resolves nodes' credentials. The zero value reads nothing
+// from the environment.
 type Resolver struct {
 	// RepoDir is the root of the inventory repository; ageFile paths are
 	// relative to it.
 	RepoDir string
 	// Getenv reads the environment (os.Getenv outside tests).
 	Getenv func(string) string
-	// ReadFile reads a file (os.ReadFile when nil).
+	// ReadFile reads ageFile sets and the age identity (os.ReadFile when
+	// nil).
 	ReadFile func(name string) ([]byte, error)
+	// Reserved names environment variables that hold the daemon's own
+	// secrets (the webhook secret, the Git password); no set may read
+	// them, nor any METALSYNC_* variable.
+	Reserved []string
 }
 
-// Resolve returns the credentials ref points at.
-func (r Resolver) Resolve(ref schema.CredentialsRef) (Credentials, error) {
-	set := 0
-	for _, ok := range []bool{ref.Env != nil, ref.File != "", ref.AgeFile != ""} {
-		if ok {
-			set++
-		}
+// Resolve returns the credentials of node's BMC: those of the site's set
+// it names, if the site lets its owner use the set and lets its BMC
+// receive them (schema.SiteSpec.AuthorizeBMC). Every caller that sends
+// credentials to a BMC gets them here, so none can skip the check.
+func (r Resolver) Resolve(site *schema.Site, node *schema.Node) (Credentials, error) {
+	if site == nil || node == nil {
+		return Credentials{}, fmt.Errorf("no site or node to resolve credentials for: %w", ErrRefused)
 	}
-	if set != 1 {
-		return Credentials{}, fmt.Errorf("credentialsRef: want exactly one of env, file, ageFile, have %d", set)
+	set, err := site.Spec.AuthorizeBMC(node)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
+	name := node.Spec.BMC.CredentialsRef.Set
 	switch {
-	case ref.Env != nil:
-		return r.env(ref.Env)
-	case ref.File != "":
-		b, err := r.read(ref.File)
-		if err != nil {
-			return Credentials{}, fmt.Errorf("credentials file %s: %w", ref.File, err)
+	case set.Env != nil:
+		return r.env(name, set.Env)
+	case set.File != "":
+		dir := ""
+		if site.Spec.Credentials != nil {
+			dir = site.Spec.Credentials.Directory
 		}
-		c, err := parse(b)
-		if err != nil {
-			return Credentials{}, fmt.Errorf("credentials file %s: %w", ref.File, err)
-		}
-		return c, nil
-	default:
-		return r.ageFile(ref.AgeFile)
+		return r.file(name, dir, set.File)
+	case set.AgeFile != "":
+		return r.ageFile(name, set.AgeFile)
 	}
+	return Credentials{}, fmt.Errorf("credential set %s has no source: %w", name, ErrMissing)
+}
+
+// file reads a file set inside dir; links and .. cannot leave it.
+func (r Resolver) file(set, dir, name string) (Credentials, error) {
+	fail := func(err error) (Credentials, error) {
+		return Credentials{}, fmt.Errorf("credential set %s: file %s: %w", set, name, err)
+	}
+	if dir == "" || !filepath.IsAbs(dir) {
+		return fail(fmt.Errorf("credentials.directory is not an absolute directory: %w", ErrRefused))
+	}
+	if !filepath.IsLocal(name) {
+		return fail(fmt.Errorf("not a path inside %s: %w", dir, ErrRefused))
+	}
+	b, err := readInRoot(dir, name)
+	if err != nil {
+		return fail(err)
+	}
+	c, err := parse(b)
+	if err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+// pathErr drops the path of a *PathError, which the caller names already,
+// keeping the operation and cause.
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 func (r Resolver) getenv(k string) string {
@@ -82,6 +131,7 @@ func (r Resolver) getenv(k string) string {
 	return r.Getenv(k)
 }
 
+// read reads the age identity on the daemon's host.
 func (r Resolver) read(name string) ([]byte, error) {
 	if r.ReadFile != nil {
 		return r.ReadFile(name)
@@ -91,18 +141,59 @@ func (r Resolver) read(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no such file", ErrMissing)
 	}
 	if err != nil {
-		// The path is already named by the caller; the *PathError adds
-		// only the operation and cause.
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s: %w", pe.Op, pe.Err)
-		}
-		return nil, err
+		return nil, pathErr(err)
 	}
 	return b, nil
 }
 
-func (r Resolver) env(e *schema.EnvCredentials) (Credentials, error) {
+// readRepo reads a file of the repository; links cannot leave it.
+func (r Resolver) readRepo(rel string) ([]byte, error) {
+	if r.ReadFile != nil {
+		return r.ReadFile(filepath.Join(r.RepoDir, rel))
+	}
+	return readInRoot(cmpOr(r.RepoDir, "."), rel)
+}
+
+// readInRoot reads the regular file name below dir, refusing links out of
+// dir, FIFOs (which would block) and devices, and files too large to hold
+// credentials.
+func readInRoot(dir, name string) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	defer root.Close()
+	st, err := root.Lstat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no such file in %s", ErrMissing, dir)
+	}
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file: %w", ErrRefused)
+	}
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxFileSize)
+	}
+	return b, nil
+}
+
+func (r Resolver) env(set string, e *schema.EnvCredentials) (Credentials, error) {
+	for _, v := range []string{e.Username, e.Password} {
+		if strings.HasPrefix(v, schema.ReservedEnvPrefix) || slices.Contains(r.Reserved, v) {
+			return Credentials{}, fmt.Errorf("credential set %s: env %s holds a secret of the daemon's own: %w", set, v, ErrRefused)
+		}
+	}
 	user := r.getenv(e.Username)
 	pass := r.getenv(e.Password)
 	var missing []string
@@ -113,18 +204,18 @@ func (r Resolver) env(e *schema.EnvCredentials) (Credentials, error) {
 		missing = append(missing, e.Password)
 	}
 	if len(missing) > 0 {
-		return Credentials{}, fmt.Errorf("credentials env: %s not set: %w", strings.Join(missing, " and "), ErrMissing)
+		return Credentials{}, fmt.Errorf("credential set %s: env %s not set: %w", set, strings.Join(missing, " and "), ErrMissing)
 	}
 	return Credentials{Username: user, Password: secret.Value(pass)}, nil
 }
 
-func (r Resolver) ageFile(rel string) (Credentials, error) {
+func (r Resolver) ageFile(set, rel string) (Credentials, error) {
 	if filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
-		return Credentials{}, fmt.Errorf("credentials ageFile %s: must be a path inside the repository", rel)
+		return Credentials{}, fmt.Errorf("credential set %s: ageFile %s: must be a path inside the repository", set, rel)
 	}
 	idPath := r.getenv(IdentityEnv)
 	if idPath == "" {
-		return Credentials{}, fmt.Errorf("credentials ageFile %s: %s is not set (path of the age identity file): %w", rel, IdentityEnv, ErrMissing)
+		return Credentials{}, fmt.Errorf("credential set %s: ageFile %s: %s is not set (path of the age identity file): %w", set, rel, IdentityEnv, ErrMissing)
 	}
 	idText, err := r.read(idPath)
 	if err != nil {
@@ -135,9 +226,9 @@ func (r Resolver) ageFile(rel string) (Credentials, error) {
 		// Parse errors may quote the key line: say only that it failed.
 		return Credentials{}, fmt.Errorf("age identity %s: not a valid age identity file", idPath)
 	}
-	data, err := r.read(filepath.Join(r.RepoDir, rel))
+	data, err := r.readRepo(rel)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("credentials ageFile %s: %w", rel, err)
+		return Credentials{}, fmt.Errorf("credential set %s: ageFile %s: %w", set, rel, err)
 	}
 	var in io.Reader = bytes.NewReader(data)
 	if bytes.HasPrefix(bytes.TrimSpace(data), []byte(armor.Header)) {
@@ -145,15 +236,15 @@ func (r Resolver) ageFile(rel string) (Credentials, error) {
 	}
 	dec, err := age.Decrypt(in, ids...)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("credentials ageFile %s: decrypt: %w", rel, err)
+		return Credentials{}, fmt.Errorf("credential set %s: ageFile %s: decrypt: %w", set, rel, err)
 	}
 	plain, err := io.ReadAll(io.LimitReader(dec, 1<<20))
 	if err != nil {
-		return Credentials{}, fmt.Errorf("credentials ageFile %s: decrypt: %w", rel, err)
+		return Credentials{}, fmt.Errorf("credential set %s: ageFile %s: decrypt: %w", set, rel, err)
 	}
 	c, err := parse(plain)
 	if err != nil {
-		return Credentials{}, fmt.Errorf("credentials ageFile %s: %w", rel, err)
+		return Credentials{}, fmt.Errorf("credential set %s: ageFile %s: %w", set, rel, err)
 	}
 	return c, nil
 }
@@ -172,4 +263,11 @@ func parse(b []byte) (Credentials, error) {
 		return Credentials{}, fmt.Errorf("username and password are both required: %w", ErrMissing)
 	}
 	return Credentials{Username: f.Username, Password: secret.Value(f.Password)}, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }

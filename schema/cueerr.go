@@ -415,7 +415,7 @@ func requiredHint(path []string) string {
 	case "spec.owner":
 		return "every node has an owner: the metadata.name of a file in owners/"
 	case "spec.bmc.credentialsRef":
-		return "reference the BMC credentials: credentialsRef: {env: {username: VAR, password: VAR}}, {file: PATH} or {ageFile: secrets/NAME.age}"
+		return "name a credential set of metalsync.yaml: credentialsRef: {set: NAME}"
 	case "spec.provision", "spec.provision.state":
 		return "provision: {state: manageable | available | active}"
 	case "apiVersion":

@@ -44,6 +44,8 @@ const (
 	CodeNetwork       = "network"
 	CodeTemplate      = "template"
 	CodeSite          = "site"
+	CodeCredentials   = "credentials"
+	CodeBMCNetwork    = "bmc-network"
 )
 
 // String formats the diagnostic as `file:line:col: field: message`, with

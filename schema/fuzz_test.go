@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,6 +79,45 @@ func FuzzParseBMCAddress(f *testing.F) {
 		}
 		if a.Endpoint.User != nil {
 			t.Fatalf("accepted credentials in %q", s)
+		}
+	})
+}
+
+// FuzzCheckBMCNetwork: the site's network check never panics on a node's
+// address and never lets a real BMC outside the site's networks through:
+// an accepted redfish or ipmi host is an IP inside 10.20.0.0/24 or a name
+// below bmc.example.net, and plain HTTP is accepted only for the lab host.
+func FuzzCheckBMCNetwork(f *testing.F) {
+	site := &SiteSpec{BMCNetworks: []BMCNetwork{
+		{CIDR: "10.20.0.0/24"},
+		{Host: "*.bmc.example.net"},
+		{Host: "lab.example.org", AllowPlainHTTP: true},
+	}}
+	for _, s := range []string{
+		"redfish+https://10.20.0.5/redfish/v1/Systems/1", "redfish+http://10.20.0.5", "ipmi://[::ffff:10.20.0.9]:623",
+		"redfish+https://r1.BMC.example.net", "redfish+https://bmc.example.net.attacker.io", "redfish+http://lab.example.org:8000",
+		"ipmi://10.20.1.1", "fake://x", "redfish+https://0x0a.20.0.1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseBMCAddress(s)
+		if err != nil || a.Driver == "fake" {
+			return
+		}
+		if site.CheckBMCNetwork("o", a) != nil {
+			return
+		}
+		host := strings.ToLower(a.Host())
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if !netip.MustParsePrefix("10.20.0.0/24").Contains(ip.Unmap()) {
+				t.Fatalf("accepted %q outside the networks", s)
+			}
+		} else if !strings.HasSuffix(host, ".bmc.example.net") && host != "lab.example.org" {
+			t.Fatalf("accepted host %q outside the networks", host)
+		}
+		if a.Endpoint.Scheme == "http" && host != "lab.example.org" {
+			t.Fatalf("accepted plain HTTP to %q", host)
 		}
 	})
 }

@@ -99,8 +99,10 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 
 	// The site file comes first: it says where status lives.
 	site := &Site{APIVersion: APIVersion, Kind: KindSite, Metadata: Meta{Name: "default"}}
+	siteInvalid := false
 	if data, d, ok := readSite(fsys); d != nil {
 		diags = append(diags, *d)
+		siteInvalid = true
 	} else if ok {
 		c, err := compile()
 		if err != nil {
@@ -110,6 +112,8 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 		diags = append(diags, r.diags...)
 		if s, ok := r.value.(*Site); ok {
 			site = s
+		} else {
+			siteInvalid = true
 		}
 	}
 	site.Spec = site.Spec.Defaults() // the one place the site is defaulted
@@ -181,6 +185,9 @@ func load(fsys fs.FS, l *Loader, workers int) (*Inventory, Diagnostics) {
 
 	results := loadAll(fsys, jobs, l, workers)
 	invalid := map[string][]string{} // kind -> names of files with errors
+	if siteInvalid {
+		invalid[KindSite] = []string{site.Metadata.Name}
+	}
 	for _, r := range results {
 		diags = append(diags, r.diags...)
 		if r.value == nil && r.name != "" {

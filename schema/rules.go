@@ -36,6 +36,12 @@ func checkRules(fsys fs.FS, inv *Inventory, invalid map[string][]string) Diagnos
 	for _, name := range invalid[KindDeployTemplate] {
 		c.templates[name] = ""
 	}
+	// Without a valid site file, nodes cannot be checked against its
+	// credential sets and networks: its errors are reported already.
+	c.siteInvalid = len(invalid[KindSite]) > 0
+	if !c.siteInvalid {
+		c.checkSiteCredentials()
+	}
 	for _, n := range inv.Nodes {
 		c.checkNode(n)
 	}
@@ -53,6 +59,7 @@ type ruleChecker struct {
 	macs                     map[string]string // mac -> node
 	ips                      map[netip.Addr]string
 	bmcs                     map[string]string // driver and endpoint -> node
+	siteInvalid              bool              // metalsync.yaml has errors
 }
 
 func (c *ruleChecker) add(file, code, msg, hint string, path ...string) {
@@ -174,36 +181,11 @@ func (c *ruleChecker) checkBMC(n *Node) {
 	} else {
 		c.bmcs[key] = n.Metadata.Name
 	}
+	if c.sitePolicyApplies(n) {
+		c.checkBMCNetwork(n, addr)
+	}
 	if addr.Driver == "ipmi" && n.Spec.BMC.TLS != nil {
 		c.add(f, CodeBMCAddress, "tls settings have no meaning for IPMI", "remove spec.bmc.tls", "spec", "bmc", "tls")
-	}
-}
-
-// checkCredentials checks that a node references its credentials in
-// exactly one way, and that the reference can be followed.
-func (c *ruleChecker) checkCredentials(n *Node) {
-	f := n.Source.File
-	cr := n.Spec.BMC.CredentialsRef
-	set := 0
-	for _, b := range []bool{cr.Env != nil, cr.File != "", cr.AgeFile != ""} {
-		if b {
-			set++
-		}
-	}
-	if set != 1 {
-		c.add(f, CodeSchema, fmt.Sprintf("credentialsRef needs exactly one of env, file, ageFile (found %d)", set),
-			"credentialsRef: {env: {username: VAR, password: VAR}}, {file: /etc/metalsync/bmc.yaml} or {ageFile: secrets/NAME.age}", "spec", "bmc", "credentialsRef")
-	}
-	if cr.AgeFile != "" {
-		p := path.Clean(cr.AgeFile)
-		if path.IsAbs(p) || strings.HasPrefix(p, "..") {
-			c.add(f, CodeReference, "ageFile must be a path inside the repository", "write it relative to the repository root, like secrets/rack1.age", "spec", "bmc", "credentialsRef", "ageFile")
-		} else if _, err := fs.Stat(c.fsys, p); err != nil {
-			c.add(f, CodeReference, fmt.Sprintf("ageFile %s does not exist in the repository", cr.AgeFile), "encrypt the credentials with age and commit the file", "spec", "bmc", "credentialsRef", "ageFile")
-		}
-	}
-	if cr.File != "" && !path.IsAbs(cr.File) {
-		c.add(f, CodeReference, "credentials file must be an absolute path on the daemon's host", "to keep credentials in the repository, encrypt them and use ageFile", "spec", "bmc", "credentialsRef", "file")
 	}
 }
 

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -113,7 +114,46 @@ func TestRules(t *testing.T) {
 		{"ssh user name is no secret", []edit{{r2, "    site: store-01\n", "    site: store-01\n    cfg: \"git+ssh://git@git.example.net/cfg\"\n"}}},
 		{"duplicate key", []edit{{r2, "  power: on\n", "  power: on\n  owner: platform\n"}}},
 		{"duplicate key in a list item", []edit{{r2, "        type: phy\n", "        type: phy\n        name: eno9\n"}}},
-		{"two credential sources", []edit{{r2, "      file: /etc/metalsync/bmc/rack2.yaml", "      file: /etc/metalsync/bmc/rack2.yaml\n      ageFile: secrets/x.age"}}},
+		// Credentials: a node names a set of the site, the site says where
+		// BMCs may be and where plain HTTP may carry credentials.
+		{"credential set unknown", []edit{{n1, "{set: rack1}", "{set: rack9}"}}},
+		{"credential set of another owner", []edit{{n1, "{set: rack1}", "{set: rack2}"}}},
+		{"credential set missing", []edit{{n1, "{set: rack1}", "{}"}}},
+		{"inline env credentials already in a set", []edit{{n1, "credentialsRef: {set: rack1}", "credentialsRef:\n      env: {username: RACK1_BMC_USERNAME, password: RACK1_BMC_PASSWORD}"}}},
+		{"inline env naming the daemon's agent key", []edit{{n1, "credentialsRef: {set: rack1}", "credentialsRef:\n      env: {username: RACK1_BMC_USERNAME, password: METALSYNC_AGENT_KEY}"}}},
+		{"inline env naming the webhook secret", []edit{{n1, "credentialsRef: {set: rack1}", "credentialsRef:\n      env: {username: RACK1_BMC_USERNAME, password: WEBHOOK_SECRET}"}}},
+		{"inline file on the daemon's host", []edit{{r2, "credentialsRef: {set: rack2}", "credentialsRef: {file: /etc/shadow}"}}},
+		{"inline file already in a set", []edit{{r2, "credentialsRef: {set: rack2}", "credentialsRef: {file: /etc/metalsync/bmc/rack2.yaml}"}}},
+		{"inline ageFile", []edit{{r2, "credentialsRef: {set: rack2}", "credentialsRef: {ageFile: secrets/x.age}"}}},
+		{"inline source beside a set", []edit{{r2, "credentialsRef: {set: rack2}", "credentialsRef: {set: rack2, ageFile: secrets/x.age}"}}},
+		{"daemon secret as a set name", []edit{{n1, "{set: rack1}", "{set: METALSYNC_AGENT_KEY}"}}},
+		{"site set naming the daemon's secrets", []edit{{SiteFile, "password: RACK1_BMC_PASSWORD", "password: METALSYNC_AGENT_KEY"}}},
+		{"site set with two sources", []edit{{SiteFile, "        file: rack2.yaml ", "        ageFile: secrets/rack2.age\n        file: rack2.yaml "}}},
+		{"site file set leaving its directory", []edit{{SiteFile, "file: rack2.yaml ", "file: ../../shadow "}}},
+		{"site file set without directory", []edit{{SiteFile, "    directory: /etc/metalsync/bmc ", "    # no directory "}}},
+		{"site set for an unknown owner", []edit{{SiteFile, "owners: [edge-retail]\n  # Where", "owners: [edge-retali]\n  # Where"}}},
+		{"bmc outside the networks", []edit{{n1, "https://10.10.0.101/", "https://192.0.2.101/"}}},
+		{"bmc host name outside the networks", []edit{{n1, "https://10.10.0.101/", "https://bmc.attacker.example/"}}},
+		{"bmc in another owner's network", []edit{{n1, "https://10.10.0.101/", "https://[2001:db8:20::199]/"}}},
+		{"bmc host pattern of its owner", []edit{
+			{SiteFile, "  bmcNetworks:\n", "  bmcNetworks:\n    - host: \"*.bmc.dc1.example.net\"\n      owners: [platform]\n"},
+			{n1, "https://10.10.0.101/", "https://r1-n01.bmc.dc1.example.net/"}}},
+		{"bmc host pattern is no suffix match", []edit{
+			{SiteFile, "  bmcNetworks:\n", "  bmcNetworks:\n    - host: \"*.bmc.dc1.example.net\"\n"},
+			{n1, "https://10.10.0.101/", "https://r1-n01.evilbmc.dc1.example.net/"}}},
+		{"bmc network for every owner", []edit{
+			{SiteFile, "  bmcNetworks:\n", "  bmcNetworks:\n    - cidr: 192.0.2.0/24\n"},
+			{n1, "https://10.10.0.101/", "https://192.0.2.101/"}}},
+		{"plain http refused", []edit{{n1, "redfish+https://10.10.0.101", "redfish+http://10.10.0.101"}}},
+		{"plain http allowed for its network", []edit{
+			{SiteFile, "    - cidr: 10.10.0.0/24\n", "    - cidr: 10.10.0.0/24\n      allowPlainHTTP: true\n"},
+			{n1, "redfish+https://10.10.0.101", "redfish+http://10.10.0.101"}}},
+		{"plain http allowed for another owner only", []edit{
+			{SiteFile, "  bmcNetworks:\n", "  bmcNetworks:\n    - cidr: 10.10.0.0/24\n      owners: [edge-retail]\n      allowPlainHTTP: true\n"},
+			{n1, "redfish+https://10.10.0.101", "redfish+http://10.10.0.101"}}},
+		{"bmc network with cidr and host", []edit{{SiteFile, "    - cidr: 10.10.0.0/24\n", "    - cidr: 10.10.0.0/24\n      host: bmc.example.net\n"}}},
+		{"bmc network with host bits", []edit{{SiteFile, "cidr: 10.10.0.0/24", "cidr: 10.10.0.1/24"}}},
+		{"bmc network for an unknown owner", []edit{{SiteFile, "      owners: [platform]\n    - cidr", "      owners: [platfrom]\n    - cidr"}}},
 	}
 	golden := openGolden(t, "testdata/rules.golden")
 	defer golden.write(t)
@@ -139,11 +179,57 @@ func TestRules(t *testing.T) {
 	}
 }
 
+// TestCredentialHints checks the whole diagnostic, hint included, of the
+// credential rules: the hint is how a node file gets fixed.
+func TestCredentialHints(t *testing.T) {
+	tests := []struct {
+		name  string
+		edits []edit
+		want  string
+	}{
+		{"unknown set suggests the closest", []edit{{n1, "{set: rack1}", "{set: rack9}"}},
+			"nodes/rack1/r1-n01.yaml:8:22: spec.bmc.credentialsRef.set: credential set \"rack9\" is not declared in metalsync.yaml\n" +
+				"\thint: did you mean \"rack1\"? sets for owner platform: rack1"},
+		{"inline env names the existing set", []edit{{n1, "credentialsRef: {set: rack1}", "credentialsRef:\n      env: {username: RACK1_BMC_USERNAME, password: RACK1_BMC_PASSWORD}"}},
+			"nodes/rack1/r1-n01.yaml:9:7: spec.bmc.credentialsRef.env: a node may not say where credentials come from; it names a credential set of metalsync.yaml\n" +
+				"\thint: metalsync.yaml already declares this source as set rack1: write credentialsRef: {set: rack1}"},
+		{"inline env of the daemon's own secret", []edit{{n1, "credentialsRef: {set: rack1}", "credentialsRef:\n      env: {username: U, password: METALSYNC_AGENT_KEY}"}},
+			"nodes/rack1/r1-n01.yaml:9:7: spec.bmc.credentialsRef.env: a node may not say where credentials come from; it names a credential set of metalsync.yaml\n" +
+				"\thint: credential sources are declared only in metalsync.yaml, which admins change: add spec.credentials.sets.r1-n01-bmc: {env: {username: U, password: METALSYNC_AGENT_KEY}} there, and write credentialsRef: {set: r1-n01-bmc} here"},
+		{"inline file names the existing set", []edit{{r2, "credentialsRef: {set: rack2}", "credentialsRef: {file: /etc/metalsync/bmc/rack2.yaml}"}},
+			"nodes/rack2/r2-n01.yaml:8:22: spec.bmc.credentialsRef.file: a node may not say where credentials come from; it names a credential set of metalsync.yaml\n" +
+				"\thint: metalsync.yaml already declares this source as set rack2: write credentialsRef: {set: rack2}"},
+		{"undeclared file", []edit{{r2, "credentialsRef: {set: rack2}", "credentialsRef: {file: /etc/shadow}"}},
+			"nodes/rack2/r2-n01.yaml:8:22: spec.bmc.credentialsRef.file: a node may not say where credentials come from; it names a credential set of metalsync.yaml\n" +
+				"\thint: credential sources are declared only in metalsync.yaml, which admins change: add spec.credentials.sets.r2-n01-bmc: {file: shadow} (with spec.credentials.directory: /etc) there, and write credentialsRef: {set: r2-n01-bmc} here"},
+		{"outside the networks", []edit{{n1, "https://10.10.0.101/", "https://192.0.2.101/"}},
+			"nodes/rack1/r1-n01.yaml:7:5: spec.bmc.address: BMC host 192.0.2.101 is outside the BMC networks metalsync.yaml allows for owner platform\n" +
+				"\thint: networks for owner platform: 10.10.0.0/24; a host name matches host patterns only, an IP address CIDRs only"},
+		{"plain http", []edit{{n1, "redfish+https://10.10.0.101", "redfish+http://10.10.0.101"}},
+			"nodes/rack1/r1-n01.yaml:7:5: spec.bmc.address: redfish+http:// would send the BMC credentials unencrypted to 10.10.0.101\n" +
+				"\thint: use redfish+https://, or have an admin set allowPlainHTTP: true on its network in metalsync.yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := example(t)
+			apply(t, fsys, tt.edits)
+			_, diags := Load(fsys)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.String())
+			}
+			if d := cmp.Diff([]string{tt.want}, got); d != "" {
+				t.Errorf("diagnostics (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
 func TestActiveNeedsImage(t *testing.T) {
 	fsys := example(t)
 	apply(t, fsys, []edit{{"nodes/rack1/r1-n05.yaml", "state: available", "state: active"}})
 	_, diags := Load(fsys)
-	want := `nodes/rack1/r1-n05.yaml:19:3: spec.provision: an active node needs an image`
+	want := `nodes/rack1/r1-n05.yaml:18:3: spec.provision: an active node needs an image`
 	if len(diags) != 1 || !strings.HasPrefix(diags[0].String(), want) {
 		t.Errorf("got %s, want %s", diags, want)
 	}
@@ -155,4 +241,47 @@ func mustRead(path string) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// TestCheckBMCNetwork is the site's network policy on its own: what the
+// resolver asks before any credential leaves the daemon.
+func TestCheckBMCNetwork(t *testing.T) {
+	site := &SiteSpec{BMCNetworks: []BMCNetwork{
+		{CIDR: "10.10.0.0/24", Owners: []string{"platform"}},
+		{CIDR: "2001:db8:20::/64", Owners: []string{"edge"}, AllowPlainHTTP: true},
+		{Host: "*.bmc.example.net"},
+		{Host: "lab-bmc.example.org", AllowPlainHTTP: true},
+	}}
+	tests := []struct {
+		owner, addr string
+		want        error
+	}{
+		{"platform", "redfish+https://10.10.0.5/redfish/v1/Systems/1", nil},
+		{"platform", "ipmi://10.10.0.5", nil},
+		{"edge", "redfish+https://10.10.0.5", ErrBMCNetwork},
+		{"platform", "redfish+https://10.10.1.5", ErrBMCNetwork},
+		{"platform", "redfish+http://10.10.0.5", ErrPlainHTTP},
+		{"edge", "redfish+http://[2001:db8:20::5]", nil},
+		{"platform", "redfish+https://[::ffff:10.10.0.5]", nil},
+		{"anyone", "redfish+https://R1.BMC.example.net", nil},
+		{"anyone", "redfish+https://a.b.bmc.example.net", nil},
+		{"anyone", "redfish+https://bmc.example.net", ErrBMCNetwork},
+		{"anyone", "redfish+https://evilbmc.example.net", ErrBMCNetwork},
+		{"anyone", "redfish+http://r1.bmc.example.net", ErrPlainHTTP},
+		{"anyone", "redfish+http://lab-bmc.example.org", nil},
+		{"anyone", "redfish+https://lab-bmc.example.org.attacker.net", ErrBMCNetwork},
+		{"anyone", "fake://n1", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.owner+" "+tt.addr, func(t *testing.T) {
+			addr, err := ParseBMCAddress(tt.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = site.CheckBMCNetwork(tt.owner, addr)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Errorf("CheckBMCNetwork(%s, %s) = %v, want %v", tt.owner, tt.addr, err, tt.want)
+			}
+		})
+	}
 }

@@ -21,8 +21,8 @@ type secretField struct {
 
 const (
 	secretMsg  = "literal credential in the inventory"
-	secretHint = "never write secrets into the repository; reference them with spec.bmc.credentialsRef (env: {username: VAR, password: VAR}, file: /path/on/daemon/host, or ageFile: secrets/<name>.age)"
-	labelHint  = "labels and annotations are copied into plans and status commits; keep credentials out of them (spec.bmc.credentialsRef references BMC credentials), or rename the key if its value is not a secret"
+	secretHint = "never write secrets into the repository; BMC credentials come from a credential set of metalsync.yaml (env variables, a file on the daemon's host, or an age-encrypted file), which a node names with credentialsRef: {set: NAME}"
+	labelHint  = "labels and annotations are copied into plans and status commits; keep credentials out of them (BMC credentials come from credential sets of metalsync.yaml), or rename the key if its value is not a secret"
 	urlHint    = "metalsync copies URLs into plans, status commits and boot media; serve the file without credentials (restrict the server by network) instead"
 )
 
@@ -78,6 +78,9 @@ func findLiteralSecrets(f *ast.File) []secretField {
 			switch strings.Join(p, ".") {
 			case "spec.bmc.credentialsRef.env", "status":
 				continue
+			}
+			if len(p) == 5 && p[4] == "env" && strings.Join(p[:3], ".") == "spec.credentials.sets" {
+				continue // a site credential set names variables
 			}
 			_, isStruct := fd.Value.(*ast.StructLit)
 			if secretKeys[strings.ToLower(name)] && !isStruct {

@@ -72,8 +72,13 @@ type BMC struct {
 	IPMI           *IPMIOptions   `json:"ipmi,omitempty"`
 }
 
-// CredentialsRef points at BMC credentials; it never holds them.
+// CredentialsRef names the site's credential set holding a node's BMC
+// credentials; it never holds them.
 type CredentialsRef struct {
+	Set string `json:"set,omitempty"`
+	// Env, File and AgeFile are the inline sources of earlier versions.
+	// Validation refuses them, saying how to move them into a site set;
+	// nothing resolves them.
 	Env     *EnvCredentials `json:"env,omitempty"`
 	File    string          `json:"file,omitempty"`
 	AgeFile string          `json:"ageFile,omitempty"`
@@ -225,6 +230,38 @@ type SiteSpec struct {
 	Git         *GitSettings   `json:"git,omitempty"`
 	DHCP        bool           `json:"dhcp,omitempty"`
 	Agent       *AgentSettings `json:"agent,omitempty"`
+	// Credentials and BMCNetworks are the site's control over where
+	// credentials come from and where they may be sent (bmcpolicy.go).
+	Credentials *CredentialSettings `json:"credentials,omitempty"`
+	BMCNetworks []BMCNetwork        `json:"bmcNetworks,omitempty"`
+}
+
+// CredentialSettings declare the credential sets nodes may name.
+type CredentialSettings struct {
+	// Directory is the absolute directory on the daemon's host holding the
+	// files of file sets; a set's file cannot leave it.
+	Directory string                   `json:"directory,omitempty"`
+	Sets      map[string]CredentialSet `json:"sets,omitempty"`
+}
+
+// CredentialSet is one source of BMC credentials: exactly one of Env,
+// File (relative to CredentialSettings.Directory) and AgeFile (in the
+// repository). Owners, when set, are the only owners whose nodes may use it.
+type CredentialSet struct {
+	Env     *EnvCredentials `json:"env,omitempty"`
+	File    string          `json:"file,omitempty"`
+	AgeFile string          `json:"ageFile,omitempty"`
+	Owners  []string        `json:"owners,omitempty"`
+}
+
+// BMCNetwork is a place BMCs may live: a CIDR or a host pattern (a name,
+// or *.domain for every name below domain). Owners, when set, are the only
+// owners whose BMCs may be there.
+type BMCNetwork struct {
+	CIDR           string   `json:"cidr,omitempty"`
+	Host           string   `json:"host,omitempty"`
+	Owners         []string `json:"owners,omitempty"`
+	AllowPlainHTTP bool     `json:"allowPlainHTTP,omitempty"`
 }
 
 // AgentSettings say where the deploy agent's boot image is and where the

@@ -28,7 +28,9 @@ func TestApplyServesBootMedia(t *testing.T) {
 
 	repo := t.TempDir()
 	files := map[string]string{
-		"metalsync.yaml":  "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\n",
+		"metalsync.yaml": "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\nspec:\n" +
+			"  credentials: {sets: {bmc: {env: {username: BMC_USER, password: BMC_PASS}}}}\n" +
+			"  bmcNetworks: [{cidr: 127.0.0.0/8, allowPlainHTTP: true}]\n",
 		"owners/ops.yaml": "apiVersion: metalsync.dev/v1alpha1\nkind: Owner\nmetadata: {name: ops}\nspec:\n  members: [{email: ops@example.net}]\n",
 		"nodes/rack1/n1.yaml": `apiVersion: metalsync.dev/v1alpha1
 kind: Node
@@ -36,7 +38,7 @@ metadata: {name: n1}
 spec:
   bmc:
     address: ` + l.BMCURL("n1") + `
-    credentialsRef: {env: {username: BMC_USER, password: BMC_PASS}}
+    credentialsRef: {set: bmc}
   owner: ops
   power: "off"
   provision: {state: available}

@@ -548,13 +548,29 @@ func (f *demoFleet) startRedfish(inv *schema.Inventory, host string, nodes []str
 
 var (
 	addressLine = regexp.MustCompile(`(?m)^    address: .*$`)
-	credBlock   = regexp.MustCompile(`(?m)^    credentialsRef:\n(      .*\n)+`)
+	credRef     = regexp.MustCompile(`(?m)^    credentialsRef: .*\n`)
+	siteCreds   = regexp.MustCompile(`(?m)^  credentials:\n(    .*\n)+`)
+	siteNets    = regexp.MustCompile(`(?m)^  bmcNetworks:\n(    .*\n)+`)
 	tlsBlock    = regexp.MustCompile(`(?m)^    tls:\n(      .*\n)+`)
 	ipmiBlock   = regexp.MustCompile(`(?m)^    ipmi:\n(      .*\n)+`)
 	// agentBlock is the site's deploy agent with the comment above it:
 	// the demo runs in-band steps with the simulated agent, and the
 	// example's agent ISO is not on the demo's machine.
 	agentBlock = regexp.MustCompile(`(?m)(^  #.*\n)*^  agent:\n(    .*\n)+`)
+)
+
+const (
+	demoSiteCredentials = `  credentials:
+    sets:
+      demo:
+        env: {username: DEMO_BMC_USERNAME, password: DEMO_BMC_PASSWORD}
+`
+	demoSiteNetworks = `  bmcNetworks:
+    - cidr: 127.0.0.0/8
+      allowPlainHTTP: true
+    - cidr: "::1/128"
+      allowPlainHTTP: true
+`
 )
 
 // writeDemoInventory writes the example into dir with each node's BMC
@@ -573,7 +589,7 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		if strings.HasPrefix(p, schema.NodesDir+"/") {
 			name := strings.TrimSuffix(path.Base(p), ".yaml")
 			s = addressLine.ReplaceAllLiteralString(s, "    address: "+f.addrs[name])
-			s = credBlock.ReplaceAllLiteralString(s, "    credentialsRef:\n      env: {username: DEMO_BMC_USERNAME, password: DEMO_BMC_PASSWORD}\n")
+			s = credRef.ReplaceAllLiteralString(s, "    credentialsRef: {set: demo}\n")
 			s = tlsBlock.ReplaceAllLiteralString(s, "")
 			s = ipmiBlock.ReplaceAllLiteralString(s, "")
 		}
@@ -582,6 +598,14 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		if p == schema.SiteFile {
 			// The daemon's own listener serves media in the demo.
 			s = regexp.MustCompile(`(?m)^    baseURLs: .*\n`).ReplaceAllLiteralString(s, "")
+			// One credential set from the demo's environment, and the
+			// simulators' loopback addresses, where they speak plain HTTP.
+			if !siteCreds.MatchString(s) || !siteNets.MatchString(s) {
+				return fmt.Errorf("demo inventory: %s has no credentials or bmcNetworks block to replace", p)
+			}
+			s = siteCreds.ReplaceAllLiteralString(s, demoSiteCredentials)
+			s = siteNets.ReplaceAllLiteralString(s, demoSiteNetworks)
+			// The demo's agent is simulated: no agent image to serve.
 			s = agentBlock.ReplaceAllLiteralString(s, "")
 		}
 		out := filepath.Join(dir, filepath.FromSlash(p))

@@ -302,6 +302,15 @@ spec:
     listen: 127.0.0.1:%d
   sync:
     pollInterval: 1s
+  # The simulated BMC's credentials come from the demo's environment; it
+  # listens on loopback over plain HTTP, which only this network allows.
+  credentials:
+    sets:
+      demo:
+        env: {username: DEMO_BMC_USERNAME, password: DEMO_BMC_PASSWORD}
+  bmcNetworks:
+    - cidr: 127.0.0.0/8
+      allowPlainHTTP: true
 `
 
 const vmOwner = `apiVersion: metalsync.dev/v1alpha1
@@ -343,8 +352,7 @@ metadata:
 spec:
   bmc:
     address: %s
-    credentialsRef:
-      env: {username: DEMO_BMC_USERNAME, password: DEMO_BMC_PASSWORD}
+    credentialsRef: {set: demo}
   owner: lab
   power: on
   provision:

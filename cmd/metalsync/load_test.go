@@ -35,7 +35,7 @@ func TestValidateCache(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	os.WriteFile(p, bytes.Replace(b, []byte("state: active"), []byte("state: actve"), 1), 0o644)
 	code, out := run()
-	if code != 1 || !strings.Contains(out, `nodes/rack1/r1-n02.yaml:21:5: spec.provision.state: want one of "active", "available", "manageable"; got string "actve"`) {
+	if code != 1 || !strings.Contains(out, `nodes/rack1/r1-n02.yaml:20:5: spec.provision.state: want one of "active", "available", "manageable"; got string "actve"`) {
 		t.Errorf("after an edit: exit %d:\n%s", code, out)
 	}
 }

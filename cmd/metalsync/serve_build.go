@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -208,7 +209,7 @@ func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Medi
 				return os.ReadFile(name)
 			}
 			return cur.ReadFile(name) // an ageFile of the revision being reconciled
-		}},
+		}, Reserved: slices.DeleteFunc([]string{a.webhookSecretEnv, a.gitPasswordEnv}, func(s string) bool { return s == "" })},
 		AgentFor: func(driver string) apply.Agent {
 			switch {
 			case a.simulateAgent || driver == "fake":

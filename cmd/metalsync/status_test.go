@@ -116,9 +116,9 @@ func TestAgeText(t *testing.T) {
 func TestStatusWatch(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{
-		"metalsync.yaml":  "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\n",
+		"metalsync.yaml":  "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\nspec:\n  credentials: {sets: {bmc: {env: {username: U, password: P}}}}\n",
 		"owners/ops.yaml": "apiVersion: metalsync.dev/v1alpha1\nkind: Owner\nmetadata:\n  name: ops\nspec:\n  members: [{email: ops@example.net}]\n",
-		"nodes/n1.yaml":   "apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  bmc:\n    address: fake://n1\n    credentialsRef:\n      env: {username: U, password: P}\n  owner: ops\n  power: \"on\"\n  provision:\n    state: manageable\n",
+		"nodes/n1.yaml":   "apiVersion: metalsync.dev/v1alpha1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  bmc:\n    address: fake://n1\n    credentialsRef: {set: bmc}\n  owner: ops\n  power: \"on\"\n  provision:\n    state: manageable\n",
 		"status/n1.yaml":  statusFile("off"),
 	}
 	for name, data := range files {

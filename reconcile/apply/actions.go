@@ -50,7 +50,7 @@ func (s *session) open(ctx context.Context) error {
 	if s.e.Credentials == nil {
 		return Stall(errors.New("no credential resolver configured"))
 	}
-	creds, err := s.e.Credentials.Resolve(s.node.Spec.BMC.CredentialsRef)
+	creds, err := s.e.Credentials.Resolve(s.site, s.node)
 	if err != nil {
 		return Stall(err)
 	}

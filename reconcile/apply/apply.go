@@ -27,9 +27,11 @@ import (
 	"metalsync.dev/metalsync/schema"
 )
 
-// CredentialSource resolves a node's credentialsRef.
+// CredentialSource returns a node's BMC credentials under the site's
+// rules (credential sets, BMC networks, plain HTTP): the executor asks it
+// before every BMC session, so no path reaches a BMC without the check.
 type CredentialSource interface {
-	Resolve(ref schema.CredentialsRef) (credentials.Credentials, error)
+	Resolve(site *schema.Site, node *schema.Node) (credentials.Credentials, error)
 }
 
 // Executor runs plans. Set the exported fields before the first Apply and
@@ -325,7 +327,7 @@ func (e *Executor) applyOnce(ctx context.Context, inv *schema.Inventory, p plan.
 		case len(np.Operations) == 0 && !np.Probe:
 			continue
 		}
-		jobs = append(jobs, e.newSession(byName[np.Node], np, observed[np.Node], p.InventoryCommit, lim))
+		jobs = append(jobs, e.newSession(inv.Site, byName[np.Node], np, observed[np.Node], p.InventoryCommit, lim))
 	}
 	// Interleave nodes across BMCs, so that consecutive jobs land on
 	// different BMCs and workers do not queue on one BMC's slots while
@@ -394,7 +396,7 @@ func (e *Executor) Refresh(ctx context.Context, inv *schema.Inventory, observed 
 		wg.Go(func() {
 			for i := range next {
 				n := inv.Nodes[i]
-				s := e.newSession(n, plan.NodePlan{Node: n.Name()}, observed[n.Name()], "", lim)
+				s := e.newSession(inv.Site, n, plan.NodePlan{Node: n.Name()}, observed[n.Name()], "", lim)
 				p, err := s.readPower(ctx)
 				s.close()
 				results[i] = res{node: n.Name(), power: p, err: err}

@@ -136,7 +136,7 @@ func TestStalledAndTransient(t *testing.T) {
 	inv := &schema.Inventory{Nodes: []*schema.Node{
 		fakeNode("locked", "manageable", nil),
 		fakeNode("flaky", "manageable", nil),
-		fakeNode("nocreds", "manageable", func(s *schema.NodeSpec) { s.BMC.CredentialsRef.Env.Password = "UNSET_VAR" }),
+		fakeNode("nocreds", "manageable", func(s *schema.NodeSpec) { s.BMC.CredentialsRef.Set = "unset" }),
 	}}
 	_, rep := r.pass(t.Context(), inv)
 	got := map[string]Outcome{}

@@ -97,7 +97,7 @@ func newRig(t testing.TB) *rig {
 func fakeNode(name, state string, edit func(*schema.NodeSpec)) *schema.Node {
 	n := &schema.Node{APIVersion: schema.APIVersion, Kind: schema.KindNode, Metadata: schema.Meta{Name: name},
 		Spec: schema.NodeSpec{
-			BMC:       schema.BMC{Address: "fake://" + name, CredentialsRef: schema.CredentialsRef{Env: &schema.EnvCredentials{Username: "BMC_USER", Password: "BMC_PASS"}}},
+			BMC:       schema.BMC{Address: "fake://" + name, CredentialsRef: schema.CredentialsRef{Set: "bmc"}},
 			Owner:     "infra",
 			Provision: schema.Provision{State: state},
 		}}
@@ -111,12 +111,23 @@ func fakeNode(name, state string, edit func(*schema.NodeSpec)) *schema.Node {
 }
 
 // loaded gives a hand-made inventory the site schema.Load would: always
-// one, with its defaults.
+// one, with its defaults, and here with the credential sets fakeNode's
+// nodes name (bmc, and unset whose variable is not set) and loopback as
+// the BMC network, plain HTTP allowed (httptest's servers).
 func loaded(inv *schema.Inventory) *schema.Inventory {
 	if inv.Site == nil {
 		inv.Site = &schema.Site{}
 	}
 	inv.Site.Spec = inv.Site.Spec.Defaults()
+	if inv.Site.Spec.Credentials == nil {
+		inv.Site.Spec.Credentials = &schema.CredentialSettings{Sets: map[string]schema.CredentialSet{
+			"bmc":   {Env: &schema.EnvCredentials{Username: "BMC_USER", Password: "BMC_PASS"}},
+			"unset": {Env: &schema.EnvCredentials{Username: "BMC_USER", Password: "UNSET_VAR"}},
+		}}
+	}
+	if inv.Site.Spec.BMCNetworks == nil {
+		inv.Site.Spec.BMCNetworks = []schema.BMCNetwork{{CIDR: "127.0.0.0/8", AllowPlainHTTP: true}}
+	}
 	return inv
 }
 

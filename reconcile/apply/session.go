@@ -21,6 +21,7 @@ type session struct {
 	e      *Executor
 	np     plan.NodePlan
 	node   *schema.Node // nil for a forgotten node
+	site   *schema.Site // whose credential sets and BMC networks apply
 	name   string
 	driver string
 	host   string
@@ -33,8 +34,8 @@ type session struct {
 
 // newSession prepares the work on one node; node is nil for a node that
 // is no longer in the inventory.
-func (e *Executor) newSession(node *schema.Node, np plan.NodePlan, st schema.NodeStatusBody, commit string, lim limits) *session {
-	s := &session{e: e, np: np, name: np.Node, lim: lim, commit: commit, st: cloneStatus(st), node: node}
+func (e *Executor) newSession(site *schema.Site, node *schema.Node, np plan.NodePlan, st schema.NodeStatusBody, commit string, lim limits) *session {
+	s := &session{e: e, np: np, name: np.Node, lim: lim, commit: commit, st: cloneStatus(st), node: node, site: site}
 	if s.node != nil {
 		if addr, err := schema.ParseBMCAddress(s.node.Spec.BMC.Address); err == nil {
 			s.driver, s.host = addr.Driver, addr.Driver+"://"+addr.Endpoint.Host

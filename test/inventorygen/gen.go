@@ -131,8 +131,7 @@ metadata:
 spec:
   bmc:
     address: %s
-    credentialsRef:
-      env: {username: BMC_USERNAME, password: BMC_PASSWORD}
+    credentialsRef: {set: bmc}
   owner: %s
   labels:
     rack: rack%04d
@@ -169,6 +168,18 @@ metadata:
 spec:
   concurrency: {global: 256, perBMC: 1}
   powerSync: enforce
+  credentials:
+    sets:
+      bmc:
+        env: {username: BMC_USERNAME, password: BMC_PASSWORD}
+  # Every generated BMC address, and loopback for simulators on plain HTTP.
+  bmcNetworks:
+    - cidr: 10.128.0.0/9
+    - cidr: fd00:b::/64
+    - cidr: 127.0.0.0/8
+      allowPlainHTTP: true
+    - cidr: "::1/128"
+      allowPlainHTTP: true
 `
 
 const ownerTmpl = `apiVersion: metalsync.dev/v1alpha1
