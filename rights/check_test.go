@@ -37,7 +37,7 @@ func baseInventory() *schema.Inventory {
 				Lessee:    "renter",
 				Labels:    map[string]string{"env": "dev", "rack": "r1"},
 				Power:     "on",
-				Provision: schema.Provision{State: "available"},
+				Provision: schema.Provision{State: "available", Image: &schema.Image{URL: "https://i/a.raw", Checksum: "sha256:aa", Format: "raw"}},
 			},
 		}},
 	}
@@ -88,7 +88,7 @@ func TestCheckRoleByField(t *testing.T) {
 	}{
 		{"power", node(func(n *schema.Node) { n.Spec.Power = "off" }), "spec.power", "node-power", RoleLessee},
 		{"provision state", node(func(n *schema.Node) { n.Spec.Provision.State = "active" }), "spec.provision.state", "node-provision-state", RoleLessee},
-		{"image", node(func(n *schema.Node) { n.Spec.Provision.Image = &schema.Image{URL: "https://i/x.raw"} }), "spec.provision.image.url", "node-image", RoleLessee},
+		{"image", node(func(n *schema.Node) { n.Spec.Provision.Image = &schema.Image{URL: "https://i/x.raw", Checksum: "sha256:aa", Format: "raw"} }), "spec.provision.image.url", "node-image", RoleLessee},
 		{"deploy templates", node(func(n *schema.Node) { n.Spec.Provision.DeployTemplates = []string{"raid1"} }), "spec.provision.deployTemplates", "node-deploy-templates", RoleLessee},
 		{"granted label", node(func(n *schema.Node) { n.Spec.Labels["env"] = "prod" }), "spec.labels.env", "node-label-granted", RoleLessee},
 		{"granted label prefix", node(func(n *schema.Node) { n.Spec.Labels["team/a"] = "x" }), `spec.labels["team/a"]`, "node-label-granted", RoleLessee},
@@ -104,7 +104,7 @@ func TestCheckRoleByField(t *testing.T) {
 		{"owner", node(func(n *schema.Node) { n.Spec.Owner = "renter" }), "spec.owner", "node-owner", RoleAdmin},
 		{"delete node", func(inv *schema.Inventory) { inv.Nodes = nil }, "", "node-delete", RoleOwner},
 		{"add node", func(inv *schema.Inventory) {
-			inv.Nodes = append(inv.Nodes, &schema.Node{Kind: schema.KindNode, Metadata: schema.Meta{Name: "n2"}, Spec: schema.NodeSpec{Owner: "tenant"}})
+			inv.Nodes = append(inv.Nodes, &schema.Node{Kind: schema.KindNode, Metadata: schema.Meta{Name: "n2"}, Spec: schema.NodeSpec{Owner: "tenant", Lessee: "renter"}})
 		}, "", "node-create", RoleOwner},
 		{"owner members", func(inv *schema.Inventory) {
 			inv.Owners[1].Spec.Members = append(inv.Owners[1].Spec.Members, schema.Member{Email: "x@example.net"})
