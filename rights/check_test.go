@@ -88,7 +88,9 @@ func TestCheckRoleByField(t *testing.T) {
 	}{
 		{"power", node(func(n *schema.Node) { n.Spec.Power = "off" }), "spec.power", "node-power", RoleLessee},
 		{"provision state", node(func(n *schema.Node) { n.Spec.Provision.State = "active" }), "spec.provision.state", "node-provision-state", RoleLessee},
-		{"image", node(func(n *schema.Node) { n.Spec.Provision.Image = &schema.Image{URL: "https://i/x.raw", Checksum: "sha256:aa", Format: "raw"} }), "spec.provision.image.url", "node-image", RoleLessee},
+		{"image", node(func(n *schema.Node) {
+			n.Spec.Provision.Image = &schema.Image{URL: "https://i/x.raw", Checksum: "sha256:aa", Format: "raw"}
+		}), "spec.provision.image.url", "node-image", RoleLessee},
 		{"deploy templates", node(func(n *schema.Node) { n.Spec.Provision.DeployTemplates = []string{"raid1"} }), "spec.provision.deployTemplates", "node-deploy-templates", RoleLessee},
 		{"granted label", node(func(n *schema.Node) { n.Spec.Labels["env"] = "prod" }), "spec.labels.env", "node-label-granted", RoleLessee},
 		{"granted label prefix", node(func(n *schema.Node) { n.Spec.Labels["team/a"] = "x" }), `spec.labels["team/a"]`, "node-label-granted", RoleLessee},

@@ -81,8 +81,8 @@ type Report struct {
 	Blast   []Template `json:"templates,omitempty"`
 	// BaseInventory and HeadInventory are the inventories at base and head
 	// (HeadInventory is nil when head is invalid).
-	BaseInventory *schema.Inventory `json:"-"`
-	HeadInventory *schema.Inventory `json:"-"`
+	BaseInventory *schema.Inventory  `json:"-"`
+	HeadInventory *schema.Inventory  `json:"-"`
 	HeadInvalid   schema.Diagnostics `json:"headInvalid,omitempty"`
 }
 
