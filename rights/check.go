@@ -71,6 +71,10 @@ type Decision struct {
 	Why     string `json:"why"`
 }
 
+// DiagnosticCode is the code of a refused change reported as a diagnostic
+// (the daemon's refused-revision report).
+const DiagnosticCode = "rights"
+
 // RuleUntrusted decides every change of an actor whose e-mail could not be
 // trusted.
 const RuleUntrusted = "signature"
