@@ -89,7 +89,7 @@ func TestDaemonRefusesChangesAgainstRights(t *testing.T) {
 	h := newGitHistory(t)
 	reports := make(diagReports, 4)
 	r := newRigWith(t, func(c *Config) {
-		c.Gate = &gitreview.Gate{Repo: h.repo}
+		c.Gate = &gitreview.Gate{Objects: h.repo.Storer}
 		c.Invalid = reports
 	})
 	ctx := t.Context()

@@ -109,7 +109,7 @@ func review(ctx context.Context, env *Env, a reviewArgs) (*gitreview.Report, *pl
 	if err != nil {
 		return nil, nil, fmt.Errorf("head %q: %w", a.head, err)
 	}
-	rep, err := gitreview.Review(ctx, repo, *base, *head, gitreview.Options{})
+	rep, err := gitreview.Review(ctx, repo.Storer, *base, *head, gitreview.Options{})
 	if err != nil {
 		return nil, nil, err
 	}

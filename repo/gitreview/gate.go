@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"metalsync.dev/metalsync/rights"
 	"metalsync.dev/metalsync/schema"
@@ -21,17 +22,17 @@ import (
 // the whole change is checked against the new head's author alone: only
 // an admin's signed commit lets it through.
 type Gate struct {
-	Repo   *git.Repository
-	Loader *schema.Loader
+	Objects storer.EncodedObjectStorer // a repository's Storer
+	Loader  *schema.Loader
 }
 
 // Check returns the refused changes from goodRev to rev as diagnostics.
 func (g *Gate) Check(ctx context.Context, goodRev string, good *schema.Inventory, rev string, inv *schema.Inventory) (schema.Diagnostics, error) {
 	base, head := plumbing.NewHash(goodRev), plumbing.NewHash(rev)
-	rep, err := Review(ctx, g.Repo, base, head, Options{Loader: g.Loader})
+	rep, err := Review(ctx, g.Objects, base, head, Options{Loader: g.Loader})
 	switch {
 	case errors.Is(err, ErrNotAncestor):
-		c, err := g.Repo.CommitObject(head)
+		c, err := object.GetCommit(g.Objects, head)
 		if err != nil {
 			return nil, fmt.Errorf("commit %s: %w", rev, err)
 		}

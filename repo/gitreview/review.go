@@ -15,10 +15,10 @@ import (
 	"strings"
 	"testing/fstest"
 
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"metalsync.dev/metalsync/rights"
 	"metalsync.dev/metalsync/schema"
@@ -110,17 +110,18 @@ var ErrNotAncestor = errors.New("base is not an ancestor of head on its first-pa
 var ErrBaseInvalid = errors.New("base inventory is invalid")
 
 // Review reviews every commit on the first-parent path from base
-// (excluded) to head (included) in repo.
-func Review(ctx context.Context, repo *git.Repository, base, head plumbing.Hash, opt Options) (*Report, error) {
+// (excluded) to head (included), reading commits from objects (a
+// repository's Storer).
+func Review(ctx context.Context, objects storer.EncodedObjectStorer, base, head plumbing.Hash, opt Options) (*Report, error) {
 	l := opt.Loader
 	if l == nil {
 		l = &schema.Loader{}
 	}
-	path, err := firstParents(ctx, repo, base, head)
+	path, err := firstParents(ctx, objects, base, head)
 	if err != nil {
 		return nil, err
 	}
-	baseCommit, err := repo.CommitObject(base)
+	baseCommit, err := object.GetCommit(objects, base)
 	if err != nil {
 		return nil, fmt.Errorf("base commit %s: %w", base, err)
 	}
@@ -169,14 +170,18 @@ func Review(ctx context.Context, repo *git.Repository, base, head plumbing.Hash,
 
 // firstParents returns the commits from head back to base (excluded) by
 // first parents, oldest first.
-func firstParents(ctx context.Context, repo *git.Repository, base, head plumbing.Hash) ([]*object.Commit, error) {
+func firstParents(ctx context.Context, objects storer.EncodedObjectStorer, base, head plumbing.Hash) ([]*object.Commit, error) {
 	var path []*object.Commit
 	h := head
 	for h != base {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		c, err := repo.CommitObject(h)
+		c, err := object.GetCommit(objects, h)
+		if errors.Is(err, plumbing.ErrObjectNotFound) && len(path) > 0 {
+			// A shallow or compacted history ends before base.
+			return nil, fmt.Errorf("%s..%s: history ends at %s: %w", short(base.String()), short(head.String()), short(h.String()), ErrNotAncestor)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("commit %s: %w", h, err)
 		}

@@ -200,7 +200,7 @@ func TestReview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Review(context.Background(), repo, plumbing.NewHash(base), plumbing.NewHash(head), Options{})
+	rep, err := Review(context.Background(), repo.Storer, plumbing.NewHash(base), plumbing.NewHash(head), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestReview(t *testing.T) {
 	h.commit("alice@example.net", aliceKey, map[string]string{"metalsync.yaml": site + "  annotations: {metalsync.dev/require-signatures: \"true\"}\n"})
 	mid := run(t, repoDir, "git", "rev-parse", "HEAD")
 	last := h.commit("tom@example.net", "", map[string]string{"nodes/n2.yaml": node("n2", "fake://n2", "off")})
-	rep, err = Review(context.Background(), repo, plumbing.NewHash(mid), plumbing.NewHash(last), Options{})
+	rep, err = Review(context.Background(), repo.Storer, plumbing.NewHash(mid), plumbing.NewHash(last), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
