@@ -17,6 +17,7 @@ import (
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/repo/gitreview"
 	"metalsync.dev/metalsync/rights"
+	"metalsync.dev/metalsync/schema"
 	"metalsync.dev/metalsync/sim/agentsim"
 )
 
@@ -109,9 +110,23 @@ func review(ctx context.Context, env *Env, a reviewArgs) (*gitreview.Report, *pl
 	if err != nil {
 		return nil, nil, fmt.Errorf("head %q: %w", a.head, err)
 	}
-	rep, err := gitreview.Review(ctx, repo.Storer, *base, *head, gitreview.Options{})
+	// The validation cache of plan and validate serves review too: base
+	// and head share most files with the working tree.
+	var l schema.Loader
+	cache := cachePath(a.dir, env)
+	if cache != "" {
+		if err := l.LoadCache(cache); err != nil {
+			fmt.Fprintf(env.Err, "metalsync: %v (validating everything)\n", err)
+		}
+	}
+	rep, err := gitreview.Review(ctx, repo.Storer, *base, *head, gitreview.Options{Loader: &l})
 	if err != nil {
 		return nil, nil, err
+	}
+	if cache != "" && l.Dirty() {
+		if err := l.SaveCache(cache); err != nil {
+			fmt.Fprintf(env.Err, "metalsync: %v (next run validates everything again)\n", err)
+		}
 	}
 	if rep.HeadInventory == nil {
 		return rep, nil, nil
