@@ -233,6 +233,9 @@ func Diff(old, new *schema.Inventory) []Change {
 			out = append(out, Change{Kind: ra.kind, Name: ra.name, File: ra.file, Op: OpDelete})
 			continue
 		}
+		if ra.value == rb.value {
+			continue // a schema.Loader shares the value of an unchanged file
+		}
 		for _, f := range fieldDiff(tree(ra.value), tree(rb.value), nil) {
 			out = append(out, Change{Kind: rb.kind, Name: rb.name, File: rb.file, Op: OpModify, Field: f})
 		}
