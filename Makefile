@@ -47,6 +47,7 @@ bench: build ## run the benchmarks (figures go to stdout; see README "Performanc
 	./test/bench/validate.sh
 	./test/bench/plan.sh
 	./test/bench/agent.sh
+	./test/bench/review.sh
 
 verify: ## gofmt, go vet, go mod tidy leave no diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

@@ -21,6 +21,7 @@ import (
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
+	"metalsync.dev/metalsync/rights"
 	"metalsync.dev/metalsync/schema"
 )
 
@@ -48,6 +49,16 @@ type InvalidReporter interface {
 	ReportInvalid(rev string, diags schema.Diagnostics)
 }
 
+// Gate decides whether the change from the last good revision to a new,
+// valid one may be acted on: gitreview.Gate checks who made each commit
+// against the rights table. Refused changes come back as error
+// diagnostics; a revision with any is refused like an invalid one. An
+// error (the history cannot be read) refuses the revision too: the
+// daemon acts on no change it could not check.
+type Gate interface {
+	Check(ctx context.Context, goodRev string, good *schema.Inventory, rev string, inv *schema.Inventory) (schema.Diagnostics, error)
+}
+
 // Config wires a Daemon.
 type Config struct {
 	Source   Source
@@ -56,6 +67,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Invalid, when set, is told about refused revisions.
 	Invalid InvalidReporter
+	// Gate, when set, checks every revision after the first against the
+	// last good one; nil acts on every valid revision.
+	Gate Gate
 	// Trigger, when set, fetches at once (the webhook fires it).
 	Trigger <-chan struct{}
 	// ResyncInterval re-reads live power state and re-plans; 0 uses the
@@ -208,24 +222,18 @@ func (d *Daemon) kick() {
 
 // onRevision loads a revision; only a wholly valid one replaces the last
 // good one, so an invalid commit changes no hardware.
-func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
+func (d *Daemon) onRevision(ctx context.Context, rev string, fsys fs.FS) {
 	start := time.Now()
 	// Only files that changed since the last revision are validated again.
 	inv, diags := d.cfg.Loader.Load(fsys)
 	m := d.cfg.Metrics
 	if diags.HasErrors() {
-		m.InvalidCommits.Inc()
-		m.InventoryErrors.Set(float64(diags.Errors()))
-		d.mu.Lock()
-		d.invalid = rev
-		d.mu.Unlock()
-		d.log.Warn("inventory revision is invalid; still reconciling the last valid one", "revision", short(rev), "errors", diags.Errors())
-		for _, dg := range diags {
-			d.log.Warn("invalid inventory", "revision", short(rev), "diagnostic", dg.String())
-		}
-		if d.cfg.Invalid != nil {
-			d.cfg.Invalid.ReportInvalid(rev, diags)
-		}
+		d.refuse(rev, diags, "inventory revision is invalid; still reconciling the last valid one")
+		return
+	}
+	if refused := d.checkRights(ctx, rev, inv); refused.HasErrors() {
+		m.RefusedChanges.Add(float64(refused.Errors()))
+		d.refuse(rev, refused, "inventory revision holds changes its authors may not make; still reconciling the last good one")
 		return
 	}
 	m.InventoryErrors.Set(0)
@@ -248,6 +256,42 @@ func (d *Daemon) onRevision(_ context.Context, rev string, fsys fs.FS) {
 	m.LastGoodCommit.WithLabelValues(rev).SetToCurrentTime()
 	d.log.Info("inventory revision loaded", "revision", short(rev), "nodes", len(inv.Nodes), "took", time.Since(start).Round(time.Millisecond))
 	d.kick()
+}
+
+// refuse keeps the last good revision and reports why rev is not acted on.
+func (d *Daemon) refuse(rev string, diags schema.Diagnostics, msg string) {
+	m := d.cfg.Metrics
+	m.InvalidCommits.Inc()
+	m.InventoryErrors.Set(float64(diags.Errors()))
+	d.mu.Lock()
+	d.invalid = rev
+	d.mu.Unlock()
+	d.log.Warn(msg, "revision", short(rev), "errors", diags.Errors())
+	for _, dg := range diags {
+		d.log.Warn("refused inventory", "revision", short(rev), "diagnostic", dg.String())
+	}
+	if d.cfg.Invalid != nil {
+		d.cfg.Invalid.ReportInvalid(rev, diags)
+	}
+}
+
+// checkRights asks the gate about the change from the last good revision
+// to rev. The first revision is trusted: it is where the daemon starts,
+// as a review needs a base.
+func (d *Daemon) checkRights(ctx context.Context, rev string, inv *schema.Inventory) schema.Diagnostics {
+	d.mu.Lock()
+	good := d.good
+	d.mu.Unlock()
+	if d.cfg.Gate == nil || good == nil || good.rev == rev {
+		return nil
+	}
+	diags, err := d.cfg.Gate.Check(ctx, good.rev, good.inv, rev, inv)
+	if err != nil {
+		return schema.Diagnostics{{Severity: schema.SevError, Code: rights.DiagnosticCode,
+			Message: "cannot check who changed what since " + short(good.rev) + ": " + err.Error(),
+			Hint:    "the revision is not acted on until its history can be read"}}
+	}
+	return diags
 }
 
 // Run follows the source and reconciles until ctx ends, then lets the

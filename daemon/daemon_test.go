@@ -97,7 +97,10 @@ func (r refusals) ReportInvalid(rev string, diags schema.Diagnostics) {
 	}
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+// newRigWith is newRig with cfg changed by with before the daemon is made.
+func newRigWith(t *testing.T, with func(*Config)) *rig {
 	fleet := fake.NewFleet()
 	fleet.AutoCreate = true
 	sink := &apply.MemorySink{}
@@ -111,7 +114,11 @@ func newRig(t *testing.T) *rig {
 	}, ended: make(chan struct{}, 1)}
 	src := chanSource{revs: make(chan rev, 4)}
 	refused := make(chan string, 4)
-	d, err := New(Config{Source: src, Executor: ex, Invalid: refusals(refused), RetryDelay: 50 * time.Millisecond, ResyncInterval: time.Hour})
+	cfg := Config{Source: src, Executor: ex, Invalid: refusals(refused), RetryDelay: 50 * time.Millisecond, ResyncInterval: time.Hour}
+	if with != nil {
+		with(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

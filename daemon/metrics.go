@@ -22,11 +22,14 @@ type Metrics struct {
 	Faults            prometheus.Gauge
 	LastGoodCommit    *prometheus.GaugeVec // commit label, value = unix time it became good
 	InvalidCommits    prometheus.Counter
-	InventoryErrors   prometheus.Gauge
-	PushRetries       prometheus.Counter
-	StatusCommits     prometheus.Counter
-	Fetches           *prometheus.CounterVec // result
-	WebhookRequests   *prometheus.CounterVec // result
+	// RefusedChanges counts changed fields the rights table refused in
+	// revisions that were therefore not acted on.
+	RefusedChanges  prometheus.Counter
+	InventoryErrors prometheus.Gauge
+	PushRetries     prometheus.Counter
+	StatusCommits   prometheus.Counter
+	Fetches         *prometheus.CounterVec // result
+	WebhookRequests *prometheus.CounterVec // result
 	// PlanErrors counts nodes newly refused by the planner (or refused for
 	// a new reason); NodesWithPlanErrors is how many are refused now.
 	PlanErrors          prometheus.Counter
@@ -60,6 +63,9 @@ func NewMetrics() *Metrics {
 		InvalidCommits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "metalsync_invalid_commits_total", Help: "Commits refused because the inventory was invalid.",
 		}),
+		RefusedChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "metalsync_refused_changes_total", Help: "Changed fields the rights table refused; their revisions were not acted on.",
+		}),
 		InventoryErrors: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "metalsync_inventory_errors", Help: "Validation errors in the newest fetched commit.",
 		}),
@@ -85,7 +91,7 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ReconcileDuration, m.Actions, m.StepLatency, m.NodesByState, m.Faults, m.LastGoodCommit,
-		m.InvalidCommits, m.InventoryErrors, m.PushRetries, m.StatusCommits, m.Fetches, m.WebhookRequests,
+		m.InvalidCommits, m.RefusedChanges, m.InventoryErrors, m.PushRetries, m.StatusCommits, m.Fetches, m.WebhookRequests,
 		m.PlanErrors, m.NodesWithPlanErrors,
 	)
 	return m

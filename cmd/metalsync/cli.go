@@ -68,6 +68,7 @@ func commands() []command {
 		{"bmc", "talk to one BMC: power, boot device, virtual media, inventory, BIOS", runBMC},
 		{"schema", "print the inventory schema: the embedded CUE, or JSON Schema for editors", runSchema},
 		{"status", "list the nodes with their recorded status, like kubectl get", runStatus},
+		{"review", "review a change for CI: who changed what, allowed or refused, signatures, blast radius, plan", runReview},
 		{"agent-image", "build the deploy agent's template ISO from pinned Debian packages (cached)", runAgentImage},
 		{"version", "print metalsync's version, commit and Go version", runVersion},
 		{"completion", "print a shell completion script: bash, zsh or fish", runCompletion},

@@ -15,11 +15,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/storage"
+
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/daemon"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/render/mediaserver"
+	"metalsync.dev/metalsync/repo/gitreview"
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitstatus"
 	"metalsync.dev/metalsync/repo/lease"
@@ -59,6 +62,9 @@ type inventoryIO struct {
 	// directory); unlock the command that breaks it.
 	lease  *lease.Lease
 	unlock string
+	// gate checks who changed what between revisions; nil for --local,
+	// whose revisions are snapshots without authors.
+	gate daemon.Gate
 }
 
 func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loader, metrics *daemon.Metrics, log *slog.Logger) (inventoryIO, error) {
@@ -112,6 +118,7 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec)},
 		sink:   sink, track: sink.Track, files: writer, writer: writer, site: site,
 		lease: lease.ForRemote(gs), unlock: "metalsync unlock --repo " + a.repo,
+		gate: &sourceGate{gs: gs, loader: &schema.Loader{}},
 	}, nil
 }
 
@@ -230,6 +237,7 @@ func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Medi
 func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loader *schema.Loader, agents *agentStack, metrics *daemon.Metrics, trigger <-chan struct{}, log *slog.Logger) (*daemon.Daemon, error) {
 	d, err := daemon.New(daemon.Config{Source: in.source, Executor: ex, Metrics: metrics, Logger: log, Trigger: trigger, Loader: loader,
 		Invalid: &statussink.InvalidReport{Files: in.files, Log: log},
+		Gate:    in.gate,
 		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
 			cur.set(inv, fsys)
 			in.track(inv)
@@ -381,4 +389,22 @@ func stateDir(flag string, env *Env) string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".local", "state", "metalsync")
+}
+
+// sourceGate is the rights check over the Git source's object store: the
+// commits fetched since the last good revision. Its loader is its own, so
+// that the daemon's memory of validated files follows only the head.
+type sourceGate struct {
+	gs     *gitsource.Source
+	loader *schema.Loader
+}
+
+func (g *sourceGate) Check(ctx context.Context, goodRev string, good *schema.Inventory, rev string, inv *schema.Inventory) (schema.Diagnostics, error) {
+	var diags schema.Diagnostics
+	err := g.gs.WithStorer(func(st storage.Storer) error {
+		var err error
+		diags, err = (&gitreview.Gate{Objects: st, Loader: g.loader}).Check(ctx, goodRev, good, rev, inv)
+		return err
+	})
+	return diags, err
 }

@@ -21,6 +21,17 @@ type FileUpdater interface {
 	UpdateFile(name string, data []byte, summary string) error
 }
 
+// refusedRights reports whether diags refuse changes by the rights table
+// (rights.DiagnosticCode; not imported, so status writing stays a leaf).
+func refusedRights(diags schema.Diagnostics) bool {
+	for _, d := range diags {
+		if d.Code == "rights" {
+			return true
+		}
+	}
+	return false
+}
+
 // InvalidReport reports refused revisions in InvalidReportFile: it is the
 // daemon's InvalidReporter.
 type InvalidReport struct {
@@ -47,8 +58,13 @@ func (r *InvalidReport) ReportInvalid(rev string, diags schema.Diagnostics) {
 	summary := "inventory valid again"
 	if diags != nil {
 		var b strings.Builder
-		fmt.Fprintf(&b, "metalsync refused revision %s: the inventory is invalid, so no hardware was changed for it.\n", rev)
-		b.WriteString("The last valid revision is still being reconciled. Fix these and push again:\n\n")
+		if refusedRights(diags) {
+			fmt.Fprintf(&b, "metalsync refused revision %s: it holds changes their authors may not make (see the rights table), so no hardware was changed for it.\n", rev)
+			b.WriteString("The last good revision is still being reconciled. Revert these, or have an admin approve them with a signed merge commit:\n\n")
+		} else {
+			fmt.Fprintf(&b, "metalsync refused revision %s: the inventory is invalid, so no hardware was changed for it.\n", rev)
+			b.WriteString("The last valid revision is still being reconciled. Fix these and push again:\n\n")
+		}
 		b.WriteString(diags.String())
 		data = []byte(b.String())
 		summary = fmt.Sprintf("inventory %s invalid: %d errors", short(rev), diags.Errors())
