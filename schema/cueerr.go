@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"metalsync.dev/metalsync/internal/spelling"
 	"slices"
 	"strconv"
 	"strings"
@@ -280,33 +281,13 @@ func allowedFields(def cue.Value, parent []string) []string {
 func closest(s string, candidates []string) string {
 	best, bestD := "", 0
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
+		d := spelling.Distance(strings.ToLower(s), strings.ToLower(c))
 		limit := max(1, min(3, len(c)/3))
 		if d <= limit && d < len(s) && (best == "" || d < bestD) {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // patternHints explain the fields whose schema is a regular expression,

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"metalsync.dev/metalsync/test/tools"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -91,24 +92,6 @@ func (d *daemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func caPEM(srv *httptest.Server) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-}
-
-// syncBuffer is a log destination the race detector accepts.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newClient(t *testing.T, srv *httptest.Server, logs *LogBuffer, local io.Writer, onReady func()) *Client {
@@ -228,7 +211,7 @@ func TestUnauthorizedStops(t *testing.T) {
 		http.Error(w, "token expired", http.StatusUnauthorized)
 	}))
 	defer srv.Close()
-	var local syncBuffer
+	var local tools.SyncBuffer
 	c := newClient(t, srv, nil, &local, nil)
 	err := c.Run(context.Background(), &countingRunner{runs: map[string]int{}})
 	if !errors.Is(err, ErrUnauthorized) {
@@ -264,7 +247,7 @@ func TestRetriesAndShipsLogs(t *testing.T) {
 	}
 	srv := httptest.NewTLSServer(d)
 	defer srv.Close()
-	var local syncBuffer
+	var local tools.SyncBuffer
 	logs := NewLogBuffer(1 << 20)
 	c := newClient(t, srv, logs, &local, func() {
 		// A step that leaks the token into the shipped log.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"metalsync.dev/metalsync/test/tools"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,7 +37,7 @@ type env struct {
 	images  *dirImages
 	logDir  string
 	caDir   string
-	logs    *syncBuffer
+	logs    *tools.SyncBuffer
 	metrics *prometheus.Registry
 }
 
@@ -75,7 +76,7 @@ func newEnv(t *testing.T, caDir string, opts ...envOpt) *env {
 	if caDir == "" {
 		caDir = t.TempDir()
 	}
-	e := &env{images: newDirImages(t), logDir: t.TempDir(), caDir: caDir, logs: &syncBuffer{}, metrics: prometheus.NewRegistry()}
+	e := &env{images: newDirImages(t), logDir: t.TempDir(), caDir: caDir, logs: &tools.SyncBuffer{}, metrics: prometheus.NewRegistry()}
 	cfg := Config{
 		Key:    testKey,
 		Log:    slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -314,21 +315,4 @@ func (d *dirImages) Prepare(_ context.Context, url, checksum, format string) (st
 
 func (d *dirImages) Open(sha string) (*os.File, error) {
 	return os.Open(filepath.Join(d.dir, sha))
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

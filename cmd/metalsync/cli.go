@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"metalsync.dev/metalsync/internal/spelling"
 	"os"
 	"os/signal"
 	"strings"
@@ -287,32 +288,10 @@ func suggest(word string, candidates []string) []string {
 	var out []string
 	for _, c := range candidates {
 		n := strings.TrimLeft(c, "-")
-		d := editDistance(w, n)
+		d := spelling.Distance(w, n)
 		if d <= 2 && d <= len(n)/2 || len(w) >= 3 && strings.HasPrefix(n, w) {
 			out = append(out, c)
 		}
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance of a and b, in bytes (command
-// and flag names are ASCII).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

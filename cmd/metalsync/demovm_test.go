@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"metalsync.dev/metalsync/test/tools"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,7 +129,7 @@ func TestVMWrongChecksum(t *testing.T) {
 	v := &vmDemo{dir: t.TempDir(), checksum: strings.Repeat("ab", 32)}
 	defer v.close()
 	keepVMLogs(t, v)
-	var out lockedBuffer
+	var out tools.SyncBuffer
 	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
 	_, dd, err := v.start(ctx, env)
 	if err != nil {
@@ -184,7 +185,7 @@ func TestVMDaemonRestartDuringWrite(t *testing.T) {
 	v := &vmDemo{dir: t.TempDir(), imageSize: 160 << 20, diskSize: 256 << 20}
 	defer v.close()
 	keepVMLogs(t, v)
-	var out lockedBuffer
+	var out tools.SyncBuffer
 	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
 	repo, dd, err := v.start(ctx, env)
 	if err != nil {
@@ -230,24 +231,6 @@ func readFile(p string) []byte {
 	return b
 }
 
-// lockedBuffer collects the output the daemon writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // BenchmarkVMDeploy deploys the demo machine and reports the time from
 // the daemon's start to the agent's first successful poll ("ready" on the
 // console: enrol, inspect, media, boot, network, TLS) and to the node
@@ -257,7 +240,7 @@ func BenchmarkVMDeploy(b *testing.B) {
 	var ready, active time.Duration
 	for range b.N {
 		v := &vmDemo{dir: b.TempDir()}
-		var out lockedBuffer
+		var out tools.SyncBuffer
 		env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
 		if err := v.prepare(b.Context(), env); err != nil {
 			b.Fatal(err)
