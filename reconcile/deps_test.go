@@ -17,6 +17,7 @@ var plannerInternal = map[string]bool{
 	"metalsync.dev/metalsync/reconcile/plan":     true,
 	"metalsync.dev/metalsync/drivers":            true,
 	"metalsync.dev/metalsync/credentials/secret": true, // a value type of the driver contract
+	"metalsync.dev/metalsync/internal/spelling":  true, // the schema's did-you-mean: pure string math
 	"metalsync.dev/metalsync/reconcile":          true,
 }
 
