@@ -309,6 +309,9 @@ type StatusTarget struct {
 type GitSettings struct {
 	AuthorName  string `json:"authorName,omitempty"`
 	AuthorEmail string `json:"authorEmail,omitempty"`
+	// RequireSignatures makes every author sign: an unsigned commit's
+	// e-mail is never trusted, even for members without a signingKey.
+	RequireSignatures bool `json:"requireSignatures,omitempty"`
 }
 
 // Site defaults, applied by Defaults.

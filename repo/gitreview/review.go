@@ -24,10 +24,6 @@ import (
 	"metalsync.dev/metalsync/schema"
 )
 
-// RequireSignaturesAnnotation, set to "true" on the site file
-// (metalsync.yaml), makes every author sign: an unsigned commit's e-mail
-// is then never trusted, even for members without a signingKey.
-const RequireSignaturesAnnotation = "metalsync.dev/require-signatures"
 
 // SignatureNamespace is the SSHSIG namespace git signs commits in.
 const SignatureNamespace = "git"

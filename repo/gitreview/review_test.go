@@ -228,7 +228,7 @@ func TestReview(t *testing.T) {
 	}
 
 	// The site requires signatures: tom (no signingKey) is not trusted.
-	h.commit("alice@example.net", aliceKey, map[string]string{"metalsync.yaml": strings.Replace(site, "  name: test\n", "  name: test\n  annotations: {metalsync.dev/require-signatures: \"true\"}\n", 1)})
+	h.commit("alice@example.net", aliceKey, map[string]string{"metalsync.yaml": site + "  git: {requireSignatures: true}\n"})
 	mid := run(t, repoDir, "git", "rev-parse", "HEAD")
 	last := h.commit("tom@example.net", "", map[string]string{"nodes/n2.yaml": node("n2", "fake://n2", "off")})
 	rep, err = Review(context.Background(), repo.Storer, plumbing.NewHash(mid), plumbing.NewHash(last), Options{})

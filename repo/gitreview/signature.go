@@ -27,7 +27,7 @@ func checkSignature(c *object.Commit, inv *schema.Inventory) (Signature, string)
 			keys = append(keys, m.SigningKey)
 		}
 	}
-	required := inv != nil && inv.Site != nil && inv.Site.Metadata.Annotations[RequireSignaturesAnnotation] == "true"
+	required := inv != nil && inv.Site != nil && inv.Site.Spec.Git != nil && inv.Site.Spec.Git.RequireSignatures
 	sig := Signature{Signed: c.PGPSignature != ""}
 	switch {
 	case len(keys) == 0 && !required:
