@@ -24,7 +24,6 @@ import (
 	"metalsync.dev/metalsync/schema"
 )
 
-
 // SignatureNamespace is the SSHSIG namespace git signs commits in.
 const SignatureNamespace = "git"
 
