@@ -630,16 +630,13 @@ func writeSimInventory(src fs.FS, inv *schema.Inventory, dir string, f *demoFlee
 		}
 		s := string(b)
 		if name, ok := nodeOf[p]; ok {
+			// Every node, fake:// ones too, names the one set there is.
+			s = credRef.ReplaceAllLiteralString(s, "    credentialsRef: {set: demo}\n")
 			if addr, ok := f.addrs[name]; ok {
 				if !addressLine.MatchString(s) {
 					return fmt.Errorf("sim inventory: %s: no \"    address:\" line under bmc to point at the simulator", p)
 				}
 				s = addressLine.ReplaceAllLiteralString(s, "    address: "+addr)
-				if credRef.MatchString(s) {
-					s = credRef.ReplaceAllLiteralString(s, "    credentialsRef: {set: demo}\n")
-				} else {
-					s = addressLine.ReplaceAllLiteralString(s, "    address: "+addr+"\n    credentialsRef: {set: demo}")
-				}
 				s = tlsBlock.ReplaceAllLiteralString(s, "")
 				s = tlsLine.ReplaceAllLiteralString(s, "")
 				s = ipmiBlock.ReplaceAllLiteralString(s, "")
