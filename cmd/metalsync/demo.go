@@ -465,6 +465,8 @@ func startFleet(inv *schema.Inventory) (*demoFleet, error) {
 			return nil, err
 		}
 		switch {
+		case addr.Driver == "fake":
+			// The fake driver needs no BMC.
 		case addr.Driver == "ipmi":
 			if err := f.startIPMI(n.Name()); err != nil {
 				f.close()
@@ -557,6 +559,15 @@ var (
 	// the demo runs in-band steps with the simulated agent, and the
 	// example's agent ISO is not on the demo's machine.
 	agentBlock = regexp.MustCompile(`(?m)(^  #.*\n)*^  agent:\n(    .*\n)+`)
+	// The same keys in one-line flow form.
+	tlsLine       = regexp.MustCompile(`(?m)^    tls: .*\n`)
+	ipmiLine      = regexp.MustCompile(`(?m)^    ipmi: .*\n`)
+	siteCredsLine = regexp.MustCompile(`(?m)^  credentials: .*\n`)
+	siteNetsLine  = regexp.MustCompile(`(?m)^  bmcNetworks: .*\n`)
+	agentLine     = regexp.MustCompile(`(?m)^  agent: .*\n`)
+	baseURLsLine  = regexp.MustCompile(`(?m)^    baseURLs: .*\n`)
+	baseURLsBlock = regexp.MustCompile(`(?m)^    baseURLs:\n(      .*\n)+`)
+	specLine      = regexp.MustCompile(`(?m)^spec:[ \t]*\n`)
 )
 
 const (
@@ -577,36 +588,74 @@ const (
 // pointed at its simulator and credentials taken from the demo's
 // environment.
 func writeDemoInventory(dir string, f *demoFleet) error {
-	return fs.WalkDir(inventoryexample.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	inv, diags := schema.Load(inventoryexample.FS)
+	if diags.HasErrors() {
+		return fmt.Errorf("embedded example is invalid:\n%s", diags)
+	}
+	// Images and firmware come from the local artifact server.
+	urls := strings.NewReplacer("https://images.example.net", f.artifacts+"/images", "https://firmware.example.net", f.artifacts+"/firmware")
+	return writeSimInventory(inventoryexample.FS, inv, dir, f, urls.Replace)
+}
+
+// writeSimInventory writes the inventory in src (loaded as inv) into dir
+// for the simulated fleet f: each node's BMC address pointed at its
+// simulator with the site's one credential set (DEMO_BMC_USERNAME and
+// DEMO_BMC_PASSWORD) and no TLS or IPMI block, the site's BMC networks the
+// simulators' loopback, no media base URLs (the daemon's own listener
+// serves media) and no agent block (the simulated agent runs in-band
+// steps). rewrite changes the text of every file, for artifact URLs.
+// Status files and .git are not copied.
+func writeSimInventory(src fs.FS, inv *schema.Inventory, dir string, f *demoFleet, rewrite func(string) string) error {
+	nodeOf := map[string]string{} // file -> node
+	for _, n := range inv.Nodes {
+		nodeOf[n.Source.File] = n.Name()
+	}
+	statusDir := "status"
+	if inv.Site != nil && inv.Site.Spec.Status.Directory != "" {
+		statusDir = path.Clean(inv.Site.Spec.Status.Directory)
+	}
+	return fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
 			return err
 		}
-		b, err := fs.ReadFile(inventoryexample.FS, p)
+		if d.IsDir() {
+			if p == ".git" || p == statusDir {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		b, err := fs.ReadFile(src, p)
 		if err != nil {
 			return err
 		}
 		s := string(b)
-		if strings.HasPrefix(p, schema.NodesDir+"/") {
-			name := strings.TrimSuffix(path.Base(p), ".yaml")
-			s = addressLine.ReplaceAllLiteralString(s, "    address: "+f.addrs[name])
+		if name, ok := nodeOf[p]; ok {
+			// Every node, fake:// ones too, names the one set there is.
 			s = credRef.ReplaceAllLiteralString(s, "    credentialsRef: {set: demo}\n")
-			s = tlsBlock.ReplaceAllLiteralString(s, "")
-			s = ipmiBlock.ReplaceAllLiteralString(s, "")
-		}
-		// Images and firmware come from the local artifact server.
-		s = strings.NewReplacer("https://images.example.net", f.artifacts+"/images", "https://firmware.example.net", f.artifacts+"/firmware").Replace(s)
-		if p == schema.SiteFile {
-			// The daemon's own listener serves media in the demo.
-			s = regexp.MustCompile(`(?m)^    baseURLs: .*\n`).ReplaceAllLiteralString(s, "")
-			// One credential set from the demo's environment, and the
-			// simulators' loopback addresses, where they speak plain HTTP.
-			if !siteCreds.MatchString(s) || !siteNets.MatchString(s) {
-				return fmt.Errorf("demo inventory: %s has no credentials or bmcNetworks block to replace", p)
+			if addr, ok := f.addrs[name]; ok {
+				if !addressLine.MatchString(s) {
+					return fmt.Errorf("sim inventory: %s: no \"    address:\" line under bmc to point at the simulator", p)
+				}
+				s = addressLine.ReplaceAllLiteralString(s, "    address: "+addr)
+				s = tlsBlock.ReplaceAllLiteralString(s, "")
+				s = tlsLine.ReplaceAllLiteralString(s, "")
+				s = ipmiBlock.ReplaceAllLiteralString(s, "")
+				s = ipmiLine.ReplaceAllLiteralString(s, "")
 			}
-			s = siteCreds.ReplaceAllLiteralString(s, demoSiteCredentials)
-			s = siteNets.ReplaceAllLiteralString(s, demoSiteNetworks)
-			// The demo's agent is simulated: no agent image to serve.
+		}
+		s = rewrite(s)
+		if p == schema.SiteFile {
+			s = baseURLsLine.ReplaceAllLiteralString(s, "")
+			s = baseURLsBlock.ReplaceAllLiteralString(s, "")
+			var err error
+			if s, err = replaceSiteBlock(s, siteCreds, siteCredsLine, demoSiteCredentials); err != nil {
+				return err
+			}
+			if s, err = replaceSiteBlock(s, siteNets, siteNetsLine, demoSiteNetworks); err != nil {
+				return err
+			}
 			s = agentBlock.ReplaceAllLiteralString(s, "")
+			s = agentLine.ReplaceAllLiteralString(s, "")
 		}
 		out := filepath.Join(dir, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -614,6 +663,22 @@ func writeDemoInventory(dir string, f *demoFleet) error {
 		}
 		return os.WriteFile(out, []byte(s), 0o644)
 	})
+}
+
+// replaceSiteBlock replaces the site's block (or one-line flow form) with
+// repl, or adds repl at the top of spec when the site has neither.
+func replaceSiteBlock(s string, block, line *regexp.Regexp, repl string) (string, error) {
+	switch {
+	case block.MatchString(s):
+		return block.ReplaceAllLiteralString(s, repl), nil
+	case line.MatchString(s):
+		return line.ReplaceAllLiteralString(s, repl), nil
+	}
+	loc := specLine.FindStringIndex(s)
+	if loc == nil {
+		return "", fmt.Errorf("sim inventory: %s has no \"spec:\" line", schema.SiteFile)
+	}
+	return s[:loc[1]] + repl + s[loc[1]:], nil
 }
 
 func editFile(p string, fn func(string) string) error {

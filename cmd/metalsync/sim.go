@@ -28,6 +28,8 @@ type simFlags struct {
 	maxSessions  int
 	powerOn      time.Duration
 	powerOff     time.Duration
+	forDir       string
+	out          string
 }
 
 // runSim serves simulated Redfish BMCs until ctx ends (SIGINT/SIGTERM).
@@ -47,12 +49,33 @@ func runSim(ctx context.Context, args []string, env *Env) int {
 	fs.IntVar(&f.maxSessions, "max-sessions", 0, "session limit of each per-system BMC (0: none)")
 	fs.DurationVar(&f.powerOn, "power-on-delay", -1, "how long powering on takes (default: the profile's)")
 	fs.DurationVar(&f.powerOff, "power-off-delay", -1, "how long powering off takes (default: the profile's)")
+	fs.StringVar(&f.forDir, "for", "", "simulate the BMCs of every node of the inventory in DIR (with --out)")
+	fs.StringVar(&f.out, "out", "", "with --for: new directory for a copy of the inventory pointed at the simulators")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: metalsync sim --systems N [flags]\n       metalsync sim --for DIR --out WORK\n\nServes simulated Redfish BMCs until interrupted. With --for it simulates\nthe BMCs of an inventory (Redfish and IPMI, with the nodes' MACs), writes\na copy of it pointed at them into WORK (a new Git repository), and prints\nthe apply and serve commands to try it with.")
+		fs.PrintDefaults()
+	}
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(env.Err, "metalsync sim: unexpected arguments: %v\n", fs.Args())
 		return exitUsage
+	}
+	if f.forDir != "" || f.out != "" {
+		if f.forDir == "" || f.out == "" {
+			fmt.Fprintln(env.Err, "metalsync sim: --for and --out go together")
+			return exitUsage
+		}
+		if f.systems != 0 {
+			fmt.Fprintln(env.Err, "metalsync sim: --systems and --for exclude each other: --for simulates the inventory's nodes")
+			return exitUsage
+		}
+		if err := runSimFor(ctx, f.forDir, f.out, env); err != nil {
+			fmt.Fprintf(env.Err, "metalsync sim: %v\n", err)
+			return exitError
+		}
+		return exitOK
 	}
 	cfg, err := f.config(env)
 	if err != nil {
