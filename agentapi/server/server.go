@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"metalsync.dev/metalsync/internal/httpstatus"
 	"net/http"
 	"os"
 	"strings"
@@ -170,8 +171,8 @@ func (s *Server) Revoke(name string) {
 
 // ServeHTTP authenticates the request, then serves the agent API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
-	defer func() { s.metrics.request(r.URL.Path, sw.code) }()
+	sw := &httpstatus.Recorder{ResponseWriter: w}
+	defer func() { s.metrics.request(r.URL.Path, sw.Status()) }()
 	if _, ok := s.authenticate(r); !ok {
 		http.Error(sw, http.StatusText(http.StatusUnauthorized), http.StatusUnauthorized)
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"metalsync.dev/metalsync/internal/httpstatus"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -352,18 +353,8 @@ func newWebhook(key, branch string, trigger chan struct{}, m *daemon.Metrics, lo
 		return nil, err
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		rec := &httpstatus.Recorder{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
-		m.WebhookRequests.WithLabelValues(strconv.Itoa(rec.code)).Inc()
+		m.WebhookRequests.WithLabelValues(strconv.Itoa(rec.StatusOr200())).Inc()
 	}), nil
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
 }

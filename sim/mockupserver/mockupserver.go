@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"metalsync.dev/metalsync/internal/httpstatus"
 	"net/http"
 
 	"path"
@@ -170,9 +171,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Body = b
 	}
 	rec.Auth = s.authKind(r)
-	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	sw := &httpstatus.Recorder{ResponseWriter: w}
 	s.serveLocked(sw, r, body, rec.Auth)
-	rec.Status = sw.status
+	rec.Status = sw.StatusOr200()
 	s.log = append(s.log, rec)
 }
 
@@ -364,14 +365,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"error": map[string]any{"code": "Base.1.0.GeneralError", "message": msg}})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	w.status = code
-	w.ResponseWriter.WriteHeader(code)
 }

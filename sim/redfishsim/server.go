@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"metalsync.dev/metalsync/internal/httpstatus"
 	"net"
 	"net/http"
 	"slices"
@@ -254,7 +255,7 @@ type call struct {
 // routing, and records it.
 func (v *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &httpstatus.Recorder{ResponseWriter: w}
 	c := &call{v: v, w: sw, r: r, now: v.srv.clock.Now()}
 	if r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut {
 		b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -272,7 +273,7 @@ func (v *service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.sys = v.srv.bySeg[segs[1]]
 		}
 	}
-	defer func() { v.srv.record(c, sw.status, time.Since(start)) }()
+	defer func() { v.srv.record(c, sw.Status(), time.Since(start)) }()
 
 	profile := v.srv.cfg.Profile
 	if c.sys != nil {
@@ -340,7 +341,7 @@ func (c *call) wait(d time.Duration) bool {
 
 // resetConn closes the client's connection with a TCP RST, as a BMC whose
 // web server crashed would.
-func resetConn(w *statusWriter) {
+func resetConn(w *httpstatus.Recorder) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		panic(http.ErrAbortHandler) // HTTP/2 or a recorder: abort the stream instead
@@ -554,26 +555,3 @@ func newToken(n int) string {
 	crand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-// statusWriter remembers the status code for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Hijack and Flush.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
