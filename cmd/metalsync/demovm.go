@@ -214,11 +214,8 @@ func (v *vmDemo) writeImage() error {
 	if err != nil {
 		return err
 	}
-	size := v.imageSize
-	if size <= 0 {
-		size = 1 << 20
-	}
-	disk := make([]byte, size)
+	// At least 1 MiB: the boot sector, then random bytes.
+	disk := make([]byte, max(v.imageSize, 1<<20))
 	rand.Read(disk[1<<20:])
 	copy(disk, boot)
 	v.image = filepath.Join(v.dir, "tenant-os.raw")
