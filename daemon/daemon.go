@@ -102,6 +102,11 @@ type Daemon struct {
 	good     *revision            // last valid revision; guarded by mu
 	observed reconcile.Observed   // authoritative observed state; guarded by mu
 	invalid  string               // newest refused revision, "" when the newest is good; guarded by mu
+	// invalidDiags is why invalid was refused; guarded by mu.
+	invalidDiags schema.Diagnostics
+	// generation counts changes to good, observed and invalid, so that
+	// readers can tell cheaply that nothing changed; guarded by mu.
+	generation uint64
 	passes   int                  // passes run; guarded by mu
 	onPass   []func(apply.Report) // test hooks; guarded by mu
 	// planErrors are the nodes the last plan refused, with why; guarded by mu.
@@ -169,6 +174,39 @@ func (d *Daemon) Revision() (string, *schema.Inventory) {
 	return d.good.rev, d.good.inv
 }
 
+// Snapshot is the daemon's view at one instant: what the fleet page and
+// /api/v1/nodes show.
+type Snapshot struct {
+	// Revision and Inventory are the last valid revision ("" and nil
+	// before the first).
+	Revision  string
+	Inventory *schema.Inventory
+	Observed  reconcile.Observed
+	// Invalid is the newest revision when it was refused, and why.
+	Invalid            string
+	InvalidDiagnostics schema.Diagnostics
+	// Generation changes whenever anything above does.
+	Generation uint64
+}
+
+// Snapshot returns a consistent copy of the daemon's view.
+func (d *Daemon) Snapshot() Snapshot {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Snapshot{Observed: d.observed.Clone(), Invalid: d.invalid, InvalidDiagnostics: d.invalidDiags, Generation: d.generation}
+	if d.good != nil {
+		s.Revision, s.Inventory = d.good.rev, d.good.inv
+	}
+	return s
+}
+
+// Generation changes whenever Snapshot would return something new.
+func (d *Daemon) Generation() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.generation
+}
+
 // OnPass registers fn to be called after every pass (for the demo's
 // progress view and tests).
 func (d *Daemon) OnPass(fn func(apply.Report)) {
@@ -194,6 +232,7 @@ func (s *observingSink) WriteStatus(node string, st schema.NodeStatusBody) error
 		s.d.observed = reconcile.Observed{}
 	}
 	s.d.observed[node] = st
+	s.d.generation++
 	s.d.mu.Unlock()
 	return s.next.WriteStatus(node, st)
 }
@@ -209,6 +248,7 @@ func (s *observingSink) Sync(ctx context.Context) error {
 func (s *observingSink) ForgetStatus(node string) error {
 	s.d.mu.Lock()
 	delete(s.d.observed, node)
+	s.d.generation++
 	s.d.mu.Unlock()
 	return s.next.ForgetStatus(node)
 }
@@ -243,7 +283,8 @@ func (d *Daemon) onRevision(ctx context.Context, rev string, fsys fs.FS) {
 	d.mu.Lock()
 	first := d.good == nil
 	d.good = &revision{rev: rev, inv: inv}
-	d.invalid = ""
+	d.invalid, d.invalidDiags = "", nil
+	d.generation++
 	if first {
 		// Git is the truth at start: resume from the committed status.
 		d.observed = reconcile.ObservedFromStatus(inv.Status)
@@ -264,7 +305,8 @@ func (d *Daemon) refuse(rev string, diags schema.Diagnostics, msg string) {
 	m.InvalidCommits.Inc()
 	m.InventoryErrors.Set(float64(diags.Errors()))
 	d.mu.Lock()
-	d.invalid = rev
+	d.invalid, d.invalidDiags = rev, diags
+	d.generation++
 	d.mu.Unlock()
 	d.log.Warn(msg, "revision", short(rev), "errors", diags.Errors())
 	for _, dg := range diags {

@@ -190,6 +190,14 @@ func TestDaemonReconcilesAndRefusesInvalidRevisions(t *testing.T) {
 	if rv, _ := r.d.Revision(); rv != "c1" {
 		t.Errorf("last good revision = %s, want c1", rv)
 	}
+	// The fleet page's view says the same, and why c2 was refused.
+	snap := r.d.Snapshot()
+	if snap.Revision != "c1" || snap.Invalid != "c2" || !snap.InvalidDiagnostics.HasErrors() || len(snap.Observed) != 10 {
+		t.Errorf("Snapshot: revision %q invalid %q diagnostics %v, %d observed", snap.Revision, snap.Invalid, snap.InvalidDiagnostics, len(snap.Observed))
+	}
+	if g := r.d.Generation(); g != snap.Generation {
+		t.Errorf("Generation() = %d, Snapshot's %d, with nothing changed between", g, snap.Generation)
+	}
 
 	// The next valid revision is acted on: power a node off.
 	good := mapFS(files)
@@ -199,6 +207,9 @@ func TestDaemonReconcilesAndRefusesInvalidRevisions(t *testing.T) {
 	r.waitFor(t, "node 4 powered off", func() bool {
 		return r.fleet.System(inventorygen.NodeName(4, 40)).PowerState() == drivers.PowerOff
 	})
+	if later := r.d.Snapshot(); later.Invalid != "" || later.InvalidDiagnostics != nil || later.Generation <= snap.Generation {
+		t.Errorf("after c3: invalid %q %v, generation %d after %d", later.Invalid, later.InvalidDiagnostics, later.Generation, snap.Generation)
+	}
 
 	cancel()
 	select {

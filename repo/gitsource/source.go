@@ -454,6 +454,19 @@ func (s *Source) WithStorer(fn func(st storage.Storer) error) error {
 	return fn(s.st)
 }
 
+// WithHead runs fn like WithStorer, with the head of the followed branch
+// as last fetched or pushed (zero before either). The store holds history
+// only from the first, shallow, fetch on.
+func (s *Source) WithHead(fn func(st storage.Storer, head plumbing.Hash) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var head plumbing.Hash
+	if ref, err := s.st.Reference(trackingRef(s.branch)); err == nil {
+		head = ref.Hash()
+	}
+	return fn(s.st, head)
+}
+
 // Tree returns a read-only file system over the tree of commit.
 func (s *Source) Tree(commit string) (fs.FS, error) {
 	h, err := parseHash(commit)

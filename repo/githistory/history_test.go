@@ -1,0 +1,172 @@
+package githistory
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// gitRepo builds a real repository with the git CLI.
+type gitRepo struct {
+	t   *testing.T
+	dir string
+}
+
+func newRepo(t *testing.T) *gitRepo {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("git is required in CI")
+		}
+		t.Skip("git not installed")
+	}
+	r := &gitRepo{t: t, dir: t.TempDir()}
+	r.git("init", "-q", "-b", "main")
+	return r
+}
+
+func (r *gitRepo) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_COMMITTER_NAME=ci", "GIT_COMMITTER_EMAIL=ci@example.net")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes files ("" deletes) and commits them as author.
+func (r *gitRepo) commit(author, msg string, files map[string]string) string {
+	r.t.Helper()
+	for name, data := range files {
+		p := filepath.Join(r.dir, name)
+		if data == "" {
+			if err := os.Remove(p); err != nil {
+				r.t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.git("add", "-A")
+	r.git("commit", "-q", "--allow-empty", "-m", msg, "--author", author+" <"+author+"@example.net>")
+	return r.git("rev-parse", "HEAD")
+}
+
+func walk(t *testing.T, dir string, paths []string, opt Options) Result {
+	t.Helper()
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := repo.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Walk(context.Background(), repo.Storer, head.Hash(), paths, opt)
+	if err != nil {
+		t.Fatalf("Walk: %v", err)
+	}
+	return res
+}
+
+const (
+	spec   = "nodes/rack1/n1.yaml"
+	status = "status/rack1/n1.yaml"
+)
+
+func TestWalk(t *testing.T) {
+	r := newRepo(t)
+	c1 := r.commit("alice", "enroll n1", map[string]string{spec: "kind: Node\nspec:\n  power: \"off\"\n  labels: {rack: rack1}\n", "nodes/rack1/n2.yaml": "kind: Node\n"})
+	r.commit("bob", "n2 only", map[string]string{"nodes/rack1/n2.yaml": "kind: Node\nspec: {}\n"})
+	c3 := r.commit("metalsync", "status: n1 enroll -> manageable\n\nbody", map[string]string{status: "status:\n  provisionState: manageable\n  updated: t1\n"})
+	c4 := r.commit("alice", "power n1 on, drop label", map[string]string{spec: "kind: Node\nspec:\n  power: \"on\"\n  traits: [A, B]\n"})
+	c5 := r.commit("metalsync", "status: n1 gone", map[string]string{status: ""})
+	r.commit("carol", "nothing of n1", map[string]string{"README": "x\n"})
+
+	res := walk(t, r.dir, []string{spec, status}, Options{Ignore: []string{"status.updated"}})
+	want := []Change{
+		{Commit: c5, Author: "metalsync", Subject: "status: n1 gone", Files: []FileChange{{Path: status, Deleted: true, Fields: []Field{{Path: "status.provisionState", Old: "manageable"}}}}},
+		{Commit: c4, Author: "alice", Subject: "power n1 on, drop label", Files: []FileChange{{Path: spec, Fields: []Field{
+			{Path: "spec.labels.rack", Old: "rack1"}, {Path: "spec.power", Old: "off", New: "on"}, {Path: "spec.traits", New: `["A","B"]`},
+		}}}},
+		{Commit: c3, Author: "metalsync", Subject: "status: n1 enroll -> manageable", Files: []FileChange{{Path: status, Created: true, Fields: []Field{{Path: "status.provisionState", New: "manageable"}}}}},
+		{Commit: c1, Author: "alice", Subject: "enroll n1", Files: []FileChange{{Path: spec, Created: true, Fields: []Field{
+			{Path: "kind", New: "Node"}, {Path: "spec.labels.rack", New: "rack1"}, {Path: "spec.power", New: "off"},
+		}}}},
+	}
+	if d := cmp.Diff(want, res.Changes, cmpopts.IgnoreFields(Change{}, "Email", "When")); d != "" {
+		t.Errorf("changes (-want +got):\n%s", d)
+	}
+	if !res.Complete || res.Scanned != 6 {
+		t.Errorf("Complete %v Scanned %d, want true 6", res.Complete, res.Scanned)
+	}
+	if res.Changes[0].Email != "metalsync@example.net" || res.Changes[0].When.IsZero() {
+		t.Errorf("author of newest: %q at %v", res.Changes[0].Email, res.Changes[0].When)
+	}
+
+	// Bounds: the newest change only, or the newest two commits only.
+	if res := walk(t, r.dir, []string{spec, status}, Options{MaxChanges: 1}); len(res.Changes) != 1 || res.Complete {
+		t.Errorf("MaxChanges 1: %d changes, complete %v", len(res.Changes), res.Complete)
+	}
+	if res := walk(t, r.dir, []string{spec, status}, Options{MaxCommits: 2}); len(res.Changes) != 1 || res.Scanned != 2 || res.Complete {
+		t.Errorf("MaxCommits 2: %d changes, %d scanned, complete %v", len(res.Changes), res.Scanned, res.Complete)
+	}
+}
+
+// TestWalkShallow: a daemon's store starts at a shallow fetch; the walk
+// stops at its edge, says the history is incomplete, and claims nothing
+// about the edge commit.
+func TestWalkShallow(t *testing.T) {
+	r := newRepo(t)
+	r.commit("alice", "enroll", map[string]string{spec: "spec: {power: \"off\"}\n"})
+	r.commit("alice", "power on", map[string]string{spec: "spec: {power: \"on\"}\n"})
+	c3 := r.commit("bob", "power off", map[string]string{spec: "spec: {power: \"off\"}\n"})
+	clone := t.TempDir()
+	r.git("clone", "-q", "--depth", "2", "file://"+r.dir, clone)
+	res := walk(t, clone, []string{spec}, Options{})
+	if res.Complete || res.Scanned != 2 || len(res.Changes) != 1 || res.Changes[0].Commit != c3 {
+		t.Errorf("shallow: complete %v, scanned %d, changes %+v", res.Complete, res.Scanned, res.Changes)
+	}
+}
+
+// TestWalkOddFiles: a path that is a directory, a file where a directory
+// should be, and a file that is not YAML do not fail the walk.
+func TestWalkOddFiles(t *testing.T) {
+	r := newRepo(t)
+	r.commit("alice", "odd", map[string]string{"status/x/y.yaml": "a: 1\n", "nodes": "not a dir\n", "n.yaml": "[1, 2]\n"})
+	r.commit("alice", "odder", map[string]string{"n.yaml": "key: [unclosed\n"})
+	res := walk(t, r.dir, []string{"status/x", "nodes/n1.yaml", "n.yaml"}, Options{})
+	if len(res.Changes) != 2 {
+		t.Fatalf("changes: %+v", res.Changes)
+	}
+	for _, c := range res.Changes {
+		if len(c.Files) != 1 || c.Files[0].Path != "n.yaml" || !c.Files[0].Unparsed {
+			t.Errorf("%s: %+v", c.Subject, c.Files)
+		}
+	}
+}
+
+func TestClip(t *testing.T) {
+	if got := clip("héllo", 2); got != "h…" {
+		t.Errorf("clip = %q", got)
+	}
+	if got := clip("abc", 3); got != "abc" {
+		t.Errorf("clip = %q", got)
+	}
+}
