@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 # Debian packages the tests drive for real: IPMI simulator and client, ISO
-# reader, cloud-init's config-drive/NoCloud readers and renderers, git.
-DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod dosfstools mtools gdisk
+# reader, cloud-init's config-drive/NoCloud readers and renderers, git, Chromium (the fleet page in a real browser) and a font for its screenshots.
+DEB_PACKAGES := openipmi ipmitool xorriso cloud-init git qemu-system-x86 qemu-utils ovmf kmod dosfstools mtools gdisk chromium fonts-dejavu-core
 BENCH_TIME ?= 1x
 
 .PHONY: help demo demo-vm test deps bench verify build fuzz agent-image

@@ -99,16 +99,16 @@ type Daemon struct {
 	wake chan struct{} // buffered 1: re-plan now
 
 	mu       sync.Mutex
-	good     *revision            // last valid revision; guarded by mu
-	observed reconcile.Observed   // authoritative observed state; guarded by mu
-	invalid  string               // newest refused revision, "" when the newest is good; guarded by mu
+	good     *revision          // last valid revision; guarded by mu
+	observed reconcile.Observed // authoritative observed state; guarded by mu
+	invalid  string             // newest refused revision, "" when the newest is good; guarded by mu
 	// invalidDiags is why invalid was refused; guarded by mu.
 	invalidDiags schema.Diagnostics
 	// generation counts changes to good, observed and invalid, so that
 	// readers can tell cheaply that nothing changed; guarded by mu.
 	generation uint64
-	passes   int                  // passes run; guarded by mu
-	onPass   []func(apply.Report) // test hooks; guarded by mu
+	passes     int                  // passes run; guarded by mu
+	onPass     []func(apply.Report) // test hooks; guarded by mu
 	// planErrors are the nodes the last plan refused, with why; guarded by mu.
 	planErrors map[string]string
 }

@@ -27,6 +27,9 @@ type Handlers struct {
 	Metrics *Metrics
 	Webhook http.Handler
 	Media   http.Handler
+	// Fleet serves everything else: the fleet page at "/", node pages
+	// and the JSON API.
+	Fleet http.Handler
 	// Ready returns nil once the daemon has reconciled a valid commit.
 	Ready func() error
 }
@@ -57,6 +60,9 @@ func (h Handlers) Mux() *http.ServeMux {
 	}
 	if h.Media != nil {
 		mux.Handle(PathMedia, h.Media)
+	}
+	if h.Fleet != nil {
+		mux.Handle("/", h.Fleet)
 	}
 	return mux
 }

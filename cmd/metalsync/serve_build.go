@@ -20,8 +20,10 @@ import (
 	"metalsync.dev/metalsync/credentials"
 	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/daemon"
+	"metalsync.dev/metalsync/fleetpage"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/render/mediaserver"
+	"metalsync.dev/metalsync/repo/githistory"
 	"metalsync.dev/metalsync/repo/gitreview"
 	"metalsync.dev/metalsync/repo/gitsource"
 	"metalsync.dev/metalsync/repo/gitstatus"
@@ -65,6 +67,9 @@ type inventoryIO struct {
 	// gate checks who changed what between revisions; nil for --local,
 	// whose revisions are snapshots without authors.
 	gate daemon.Gate
+	// history reads the Git history the fleet page shows; nil for a
+	// plain directory.
+	history fleetpage.History
 }
 
 func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loader, metrics *daemon.Metrics, log *slog.Logger) (inventoryIO, error) {
@@ -75,6 +80,9 @@ func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema
 			return inventoryIO{}, err
 		}
 		in.lease, in.unlock = l, unlockCommand(a.local)
+		if githistory.IsRepo(a.local) {
+			in.history = githistory.Reader{Store: githistory.Dir(a.local)}
+		}
 		// The site file at start says whether the deploy agent runs.
 		if inv, _ := loader.Load(os.DirFS(a.local)); inv != nil {
 			in.site = inv.Site
@@ -118,7 +126,8 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec)},
 		sink:   sink, track: sink.Track, files: writer, writer: writer, site: site,
 		lease: lease.ForRemote(gs), unlock: "metalsync unlock --repo " + a.repo,
-		gate: &sourceGate{gs: gs, loader: &schema.Loader{}},
+		gate:    &sourceGate{gs: gs, loader: &schema.Loader{}},
+		history: githistory.Reader{Store: gs},
 	}, nil
 }
 
@@ -254,8 +263,12 @@ func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loade
 
 // buildHTTP returns the handler of the daemon's one listener: metrics,
 // health, boot media and, with --webhook-secret-env, the webhook.
-func buildHTTP(a serveArgs, env *Env, d *daemon.Daemon, media http.Handler, metrics *daemon.Metrics, trigger chan struct{}, log *slog.Logger) (http.Handler, error) {
-	handlers := daemon.Handlers{Metrics: metrics, Ready: d.Ready, Media: media}
+func buildHTTP(a serveArgs, env *Env, d *daemon.Daemon, in inventoryIO, media http.Handler, metrics *daemon.Metrics, trigger chan struct{}, log *slog.Logger) (http.Handler, error) {
+	page, err := fleetpage.New(fleetpage.Config{Fleet: d, History: in.history, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	handlers := daemon.Handlers{Metrics: metrics, Ready: d.Ready, Media: media, Fleet: page}
 	if a.webhookSecretEnv != "" {
 		key := env.Getenv(a.webhookSecretEnv)
 		if key == "" {

@@ -18,7 +18,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // Options bound a walk.
@@ -61,8 +61,9 @@ type Change struct {
 type FileChange struct {
 	Path             string
 	Created, Deleted bool
-	// Fields are the changed leaves of the YAML document, by dotted path;
-	// Unparsed is set when either side is not a YAML mapping.
+	// Fields are the changed leaves of the YAML document, by dotted path,
+	// when it was changed (not created or deleted); Unparsed is set when
+	// either side is not a YAML mapping.
 	Fields   []Field
 	Unparsed bool
 }
@@ -203,6 +204,10 @@ func (w *walker) change(c *object.Commit, paths []string, before, after []plumbi
 			continue
 		}
 		fc := FileChange{Path: p, Created: before[i].IsZero(), Deleted: after[i].IsZero()}
+		if fc.Created || fc.Deleted {
+			files = append(files, fc)
+			continue
+		}
 		old, err := w.document(before[i])
 		if err != nil {
 			return Change{}, false, fmt.Errorf("%s at %s: %w", p, c.Hash, err)
@@ -256,6 +261,7 @@ func (w *walker) document(h plumbing.Hash) (document, error) {
 	if _, err := io.ReadFull(r, data); err != nil {
 		return document{}, fmt.Errorf("blob %s: %w", h, err)
 	}
+	// YAML 1.2, as the schema reads it: "on" is a string, not true.
 	var v any
 	if err := yaml.Unmarshal(data, &v); err != nil {
 		return document{unparsed: true}, nil

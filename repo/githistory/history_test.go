@@ -3,7 +3,6 @@ package githistory
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,9 +10,11 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"metalsync.dev/metalsync/repo/gitsource/gittest"
 )
 
-// gitRepo builds a real repository with the git CLI.
+// gitRepo is a real repository, committed to with the git CLI.
 type gitRepo struct {
 	t   *testing.T
 	dir string
@@ -21,50 +22,32 @@ type gitRepo struct {
 
 func newRepo(t *testing.T) *gitRepo {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("git is required in CI")
-		}
-		t.Skip("git not installed")
-	}
 	r := &gitRepo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "-b", "main")
+	gittest.Git(t, r.dir, "init", "-q", "-b", "main")
 	return r
 }
 
 func (r *gitRepo) git(args ...string) string {
 	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-		"GIT_COMMITTER_NAME=ci", "GIT_COMMITTER_EMAIL=ci@example.net")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return gittest.Git(r.t, r.dir, args...)
 }
 
 // commit writes files ("" deletes) and commits them as author.
 func (r *gitRepo) commit(author, msg string, files map[string]string) string {
 	r.t.Helper()
+	write := map[string]string{}
 	for name, data := range files {
-		p := filepath.Join(r.dir, name)
 		if data == "" {
-			if err := os.Remove(p); err != nil {
+			if err := os.Remove(filepath.Join(r.dir, name)); err != nil {
 				r.t.Fatal(err)
 			}
 			continue
 		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
+		write[name] = data
 	}
+	gittest.WriteFiles(r.t, r.dir, write)
 	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", msg, "--author", author+" <"+author+"@example.net>")
+	r.git("commit", "-q", "--allow-empty", "-m", msg, "--author", author+" <"+strings.ReplaceAll(author, " ", ".")+"@example.net>")
 	return r.git("rev-parse", "HEAD")
 }
 
@@ -95,20 +78,18 @@ func TestWalk(t *testing.T) {
 	c1 := r.commit("alice", "enroll n1", map[string]string{spec: "kind: Node\nspec:\n  power: \"off\"\n  labels: {rack: rack1}\n", "nodes/rack1/n2.yaml": "kind: Node\n"})
 	r.commit("bob", "n2 only", map[string]string{"nodes/rack1/n2.yaml": "kind: Node\nspec: {}\n"})
 	c3 := r.commit("metalsync", "status: n1 enroll -> manageable\n\nbody", map[string]string{status: "status:\n  provisionState: manageable\n  updated: t1\n"})
-	c4 := r.commit("alice", "power n1 on, drop label", map[string]string{spec: "kind: Node\nspec:\n  power: \"on\"\n  traits: [A, B]\n"})
+	c4 := r.commit("alice", "power n1 on, drop label", map[string]string{spec: "kind: Node\nspec:\n  power: on\n  traits: [A, B]\n"})
 	c5 := r.commit("metalsync", "status: n1 gone", map[string]string{status: ""})
 	r.commit("carol", "nothing of n1", map[string]string{"README": "x\n"})
 
 	res := walk(t, r.dir, []string{spec, status}, Options{Ignore: []string{"status.updated"}})
 	want := []Change{
-		{Commit: c5, Author: "metalsync", Subject: "status: n1 gone", Files: []FileChange{{Path: status, Deleted: true, Fields: []Field{{Path: "status.provisionState", Old: "manageable"}}}}},
+		{Commit: c5, Author: "metalsync", Subject: "status: n1 gone", Files: []FileChange{{Path: status, Deleted: true}}},
 		{Commit: c4, Author: "alice", Subject: "power n1 on, drop label", Files: []FileChange{{Path: spec, Fields: []Field{
 			{Path: "spec.labels.rack", Old: "rack1"}, {Path: "spec.power", Old: "off", New: "on"}, {Path: "spec.traits", New: `["A","B"]`},
 		}}}},
-		{Commit: c3, Author: "metalsync", Subject: "status: n1 enroll -> manageable", Files: []FileChange{{Path: status, Created: true, Fields: []Field{{Path: "status.provisionState", New: "manageable"}}}}},
-		{Commit: c1, Author: "alice", Subject: "enroll n1", Files: []FileChange{{Path: spec, Created: true, Fields: []Field{
-			{Path: "kind", New: "Node"}, {Path: "spec.labels.rack", New: "rack1"}, {Path: "spec.power", New: "off"},
-		}}}},
+		{Commit: c3, Author: "metalsync", Subject: "status: n1 enroll -> manageable", Files: []FileChange{{Path: status, Created: true}}},
+		{Commit: c1, Author: "alice", Subject: "enroll n1", Files: []FileChange{{Path: spec, Created: true}}},
 	}
 	if d := cmp.Diff(want, res.Changes, cmpopts.IgnoreFields(Change{}, "Email", "When")); d != "" {
 		t.Errorf("changes (-want +got):\n%s", d)
@@ -151,12 +132,14 @@ func TestWalkOddFiles(t *testing.T) {
 	r := newRepo(t)
 	r.commit("alice", "odd", map[string]string{"status/x/y.yaml": "a: 1\n", "nodes": "not a dir\n", "n.yaml": "[1, 2]\n"})
 	r.commit("alice", "odder", map[string]string{"n.yaml": "key: [unclosed\n"})
+	r.commit("alice", "oddest", map[string]string{"n.yaml": "1: 2\n"})
 	res := walk(t, r.dir, []string{"status/x", "nodes/n1.yaml", "n.yaml"}, Options{})
-	if len(res.Changes) != 2 {
+	if len(res.Changes) != 3 {
 		t.Fatalf("changes: %+v", res.Changes)
 	}
-	for _, c := range res.Changes {
-		if len(c.Files) != 1 || c.Files[0].Path != "n.yaml" || !c.Files[0].Unparsed {
+	for i, c := range res.Changes {
+		created := i == 2 // creating a file lists no fields
+		if len(c.Files) != 1 || c.Files[0].Path != "n.yaml" || c.Files[0].Unparsed == created || c.Files[0].Created != created {
 			t.Errorf("%s: %+v", c.Subject, c.Files)
 		}
 	}

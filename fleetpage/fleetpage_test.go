@@ -1,0 +1,355 @@
+package fleetpage
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"metalsync.dev/metalsync/daemon"
+	"metalsync.dev/metalsync/fleet"
+	inventoryexample "metalsync.dev/metalsync/inventory-example"
+	"metalsync.dev/metalsync/reconcile"
+	"metalsync.dev/metalsync/repo/githistory"
+	"metalsync.dev/metalsync/schema"
+)
+
+// testNow is the fixed clock of every page in these tests.
+var testNow = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+
+// fakeFleet is a daemon's view that tests change.
+type fakeFleet struct {
+	mu   sync.Mutex
+	snap daemon.Snapshot
+}
+
+func (f *fakeFleet) Snapshot() daemon.Snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.snap
+	s.Observed = f.snap.Observed.Clone()
+	return s
+}
+
+func (f *fakeFleet) Generation() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snap.Generation
+}
+
+func (f *fakeFleet) set(node string, st schema.NodeStatusBody) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snap.Observed[node] = st
+	f.snap.Generation++
+}
+
+// fakeHistory answers every walk with one change and records the paths.
+type fakeHistory struct {
+	mu    sync.Mutex
+	paths [][]string
+}
+
+func (h *fakeHistory) Walk(_ context.Context, paths []string, _ githistory.Options) (githistory.Result, error) {
+	h.mu.Lock()
+	h.paths = append(h.paths, paths)
+	h.mu.Unlock()
+	return githistory.Result{Scanned: 7, Changes: []githistory.Change{{
+		Commit: "0123456789abcdef0123456789abcdef01234567", Author: "Alice", Email: "alice@example.net",
+		When: testNow.Add(-time.Hour), Subject: "power r1-n04 off <b>now</b>",
+		Files: []githistory.FileChange{{Path: paths[0], Fields: []githistory.Field{{Path: "spec.power", Old: "on", New: "off"}}}},
+	}}}, nil
+}
+
+func loadExample(t testing.TB) *schema.Inventory {
+	t.Helper()
+	inv, diags := (&schema.Loader{}).Load(inventoryexample.FS)
+	if diags.HasErrors() {
+		t.Fatalf("example: %s", diags)
+	}
+	return inv
+}
+
+// exampleFleet is the example inventory in a spread of states: the page
+// must show each distinctly.
+func exampleFleet(t testing.TB) *fakeFleet {
+	inv := loadExample(t)
+	obs := reconcile.Observed{}
+	stamp := testNow.Add(-90 * time.Second).Format(time.RFC3339)
+	for _, n := range inv.Nodes {
+		obs[n.Name()] = schema.NodeStatusBody{Updated: stamp, Power: n.Spec.Power, ProvisionState: n.Spec.Provision.State}
+	}
+	obs["r1-n02"] = schema.NodeStatusBody{Updated: stamp, Power: "on", ProvisionState: "deploying", Target: "active",
+		Operation: &schema.Operation{Kind: "deploy", Step: 2, Steps: []string{"erase_devices_metadata", "apply_configuration", "write_image", "set-boot disk"},
+			Intent: &schema.Intent{Step: "write_image", ID: "c-42", Started: stamp}}}
+	obs["r1-n03"] = schema.NodeStatusBody{Updated: stamp, Power: "on", ProvisionState: "deploy failed",
+		LastError: "write_image: checksum mismatch: want sha256:84f8…, got sha256:0000… <script>alert(1)</script>"}
+	obs["r2-n01"] = schema.NodeStatusBody{Updated: stamp, Power: "on", ProvisionState: "active",
+		Fault: &schema.Fault{Reason: "BMC unreachable: dial tcp 10.10.0.201:623: i/o timeout", Failures: 5, Since: stamp}}
+	obs["r2-n02"] = schema.NodeStatusBody{Updated: stamp, Power: "on", ProvisionState: "active", PlanError: "template raid1-os: no disk matches"}
+	delete(obs, "r2-n06") // never observed
+	return &fakeFleet{snap: daemon.Snapshot{Revision: "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432", Inventory: inv, Observed: obs, Generation: 1}}
+}
+
+func newHandler(t testing.TB, f Fleet, h History) *Handler {
+	t.Helper()
+	hd, err := New(Config{Fleet: f, History: h, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hd
+}
+
+func get(t *testing.T, h http.Handler, path string, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestFleetPageGolden keeps the whole fleet page in a golden file:
+// a reviewer sees every change to what operators see.
+func TestFleetPageGolden(t *testing.T) {
+	h := newHandler(t, exampleFleet(t), &fakeHistory{})
+	for _, tc := range []struct{ path, golden string }{
+		{"/", "fleet.golden.html"},
+		{"/nodes/r1-n02", "node.golden.html"},
+	} {
+		rec := get(t, h, tc.path)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", tc.path, rec.Code, rec.Body)
+		}
+		golden(t, filepath.Join("testdata", tc.golden), rec.Body.Bytes())
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if os.Getenv("METALSYNC_UPDATE") == "1" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with METALSYNC_UPDATE=1 to create it)", err)
+	}
+	if d := cmp.Diff(string(want), string(got)); d != "" {
+		t.Errorf("%s differs (-want +got; METALSYNC_UPDATE=1 rewrites it):\n%s", path, d)
+	}
+}
+
+func TestFleetPage(t *testing.T) {
+	f := exampleFleet(t)
+	h := newHandler(t, f, &fakeHistory{})
+	body := get(t, h, "/").Body.String()
+	for _, want := range []string{
+		`<section class="rack" id="rack-rack1">`, `<section class="rack" id="rack-rack2">`,
+		`data-node="r1-n01" data-class="active"`,
+		`data-node="r1-n02" data-class="busy"`,
+		`data-node="r1-n03" data-class="failed"`,
+		`class="tile c-failed m-fault" href="nodes/r2-n01"`,
+		`m-quarantined`, `m-retired`,
+		`data-node="r2-n06" data-class="new"`,
+		`deploy 3/4 write_image`,
+		`&lt;script&gt;alert(1)&lt;/script&gt;`,
+		`<meta http-equiv="refresh" content="15">`,
+		`<code id="revision">9f8e7d6c5b4a</code>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("fleet page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<script>") {
+		t.Error("a last error's markup reached the page unescaped")
+	}
+	if got := strings.Count(body, `class="tile`); got != 14 {
+		t.Errorf("%d tiles, want 14", got)
+	}
+	// Needs attention: failed first (deploy failed, fault), then the
+	// quarantined node and the plan error.
+	attn := regexp.MustCompile(`<li class="c-\w+"><span class="dot"></span><a href="nodes/([\w-]+)">`).FindAllStringSubmatch(body, -1)
+	var names []string
+	for _, m := range attn {
+		names = append(names, m[1])
+	}
+	if d := cmp.Diff([]string{"r1-n03", "r2-n01", "r2-n02", "r2-n05"}, names); d != "" {
+		t.Errorf("needs attention (-want +got):\n%s", d)
+	}
+
+	// A label filter narrows the grid; a bad one is said and ignored.
+	body = get(t, h, "/?l=rack%3Drack2").Body.String()
+	if got := strings.Count(body, `class="tile`); got != 6 || !strings.Contains(body, "<strong>6</strong> of 14 nodes") {
+		t.Errorf("rack=rack2: %d tiles", got)
+	}
+	body = get(t, h, "/?l=rack").Body.String()
+	if got := strings.Count(body, `class="tile`); got != 14 || !strings.Contains(body, "Filter ignored") {
+		t.Errorf("bad filter: %d tiles, message shown %v", got, strings.Contains(body, "Filter ignored"))
+	}
+
+	// A refused revision is on every page.
+	f.mu.Lock()
+	f.snap.Invalid = "abcdef0123456789abcdef0123456789abcdef01"
+	f.snap.InvalidDiagnostics = schema.Diagnostics{{Severity: schema.SevError, File: "nodes/rack1/r1-n01.yaml", Line: 9, Message: "spec.power: want \"on\" or \"off\""}}
+	f.mu.Unlock()
+	for _, p := range []string{"/", "/nodes/r1-n01"} {
+		body = get(t, h, p).Body.String()
+		if !strings.Contains(body, "Revision abcdef012345 is refused") || !strings.Contains(body, "nodes/rack1/r1-n01.yaml:9") {
+			t.Errorf("%s does not report the refused revision", p)
+		}
+	}
+}
+
+func TestFleetPageBeforeFirstRevision(t *testing.T) {
+	h := newHandler(t, &fakeFleet{snap: daemon.Snapshot{Invalid: "abc", InvalidDiagnostics: schema.Diagnostics{{Severity: schema.SevError, Message: "broken"}}}}, nil)
+	rec := get(t, h, "/")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "none loaded yet") || !strings.Contains(rec.Body.String(), "No nodes") {
+		t.Errorf("%d %s", rec.Code, rec.Body)
+	}
+	if rec := get(t, h, "/nodes/x"); rec.Code != http.StatusNotFound {
+		t.Errorf("node page before any revision: %d", rec.Code)
+	}
+}
+
+func TestNodePage(t *testing.T) {
+	hist := &fakeHistory{}
+	h := newHandler(t, exampleFleet(t), hist)
+	body := get(t, h, "/nodes/r1-n02").Body.String()
+	for _, want := range []string{
+		`<li class="done">erase_devices_metadata</li>`,
+		`<li class="current">write_image ◀</li>`,
+		`<li class="pending">set-boot disk</li>`,
+		`Write-ahead intent: <code>write_image</code>`,
+		`platform, leased to ml-research`,
+		`<td>Alice<br><span class="muted">alice@example.net</span></td>`,
+		`power r1-n04 off &lt;b&gt;now&lt;/b&gt;`,
+		`<code class="old">on</code> → <code class="new">off</code>`,
+		`7 commits read; older history is not held`,
+		`<a href="../#rack-rack1">`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("node page lacks %q", want)
+		}
+	}
+	if d := cmp.Diff([][]string{{"nodes/rack1/r1-n02.yaml", "status/rack1/r1-n02.yaml"}}, hist.paths); d != "" {
+		t.Errorf("history paths (-want +got):\n%s", d)
+	}
+	body = get(t, h, "/nodes/r2-n01").Body.String()
+	if !strings.Contains(body, "BMC unreachable") || !strings.Contains(body, "5 failures") {
+		t.Error("the fault is not on the node page")
+	}
+
+	// Without Git history the page says so.
+	body = get(t, newHandler(t, exampleFleet(t), nil), "/nodes/r1-n01").Body.String()
+	if !strings.Contains(body, "holds no Git history") {
+		t.Error("no-history note missing")
+	}
+	rec := get(t, h, "/nodes/nope")
+	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "No node <code>nope</code>") {
+		t.Errorf("unknown node: %d", rec.Code)
+	}
+}
+
+func TestAPI(t *testing.T) {
+	f := exampleFleet(t)
+	h := newHandler(t, f, &fakeHistory{})
+	rec := get(t, h, "/api/v1/nodes?l=rack%3Drack1")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var rep fleet.Report
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.FormatVersion != fleet.FormatVersion || rep.Revision != f.snap.Revision || len(rep.Nodes) != 8 || rep.Nodes[1].Operation == nil {
+		t.Errorf("report: version %q revision %q, %d nodes", rep.FormatVersion, rep.Revision, len(rep.Nodes))
+	}
+	etag := rec.Header().Get("ETag")
+	if rec := get(t, h, "/api/v1/nodes?l=rack%3Drack1", "If-None-Match", etag); rec.Code != http.StatusNotModified {
+		t.Errorf("unchanged: %d, want 304", rec.Code)
+	}
+	if rec := get(t, h, "/api/v1/nodes", "If-None-Match", etag); rec.Code != http.StatusOK {
+		t.Errorf("another selector with the same ETag: %d, want 200", rec.Code)
+	}
+	f.set("r1-n01", schema.NodeStatusBody{ProvisionState: "active", Power: "off"})
+	if rec := get(t, h, "/api/v1/nodes?l=rack%3Drack1", "If-None-Match", etag); rec.Code != http.StatusOK || rec.Header().Get("ETag") == etag {
+		t.Errorf("changed: %d, ETag %s", rec.Code, rec.Header().Get("ETag"))
+	}
+	if rec := get(t, h, "/api/v1/nodes?l=bad"); rec.Code != http.StatusBadRequest {
+		t.Errorf("bad selector: %d", rec.Code)
+	}
+	rec = get(t, h, "/api/v1/nodes/r1-n01/history")
+	var res githistory.Result
+	if err := json.Unmarshal(rec.Body.Bytes(), &res); rec.Code != http.StatusOK || err != nil || len(res.Changes) != 1 {
+		t.Errorf("history: %d %v %s", rec.Code, err, rec.Body)
+	}
+	if rec := get(t, h, "/api/v1/nodes/nope/history"); rec.Code != http.StatusNotFound {
+		t.Errorf("history of an unknown node: %d", rec.Code)
+	}
+}
+
+func TestHeadersAndGzip(t *testing.T) {
+	h := newHandler(t, exampleFleet(t), nil)
+	rec := get(t, h, "/", "Accept-Encoding", "br, gzip")
+	if rec.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("not gzipped: %v", rec.Header())
+	}
+	zr, err := gzip.NewReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil || !bytes.Contains(plain, []byte("r2-n06")) {
+		t.Errorf("gzipped body: %v", err)
+	}
+	if rec := get(t, h, "/", "Accept-Encoding", "gzip;q=0"); rec.Header().Get("Content-Encoding") != "" {
+		t.Error("gzip;q=0 was gzipped")
+	}
+	for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Content-Type": "text/html; charset=utf-8"} {
+		if got := rec.Header().Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if !strings.Contains(rec.Header().Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Error("no CSP")
+	}
+	if rec := get(t, h, "/nope"); rec.Code != http.StatusNotFound {
+		t.Errorf("unknown path: %d", rec.Code)
+	}
+}
+
+func TestNaturalCompare(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"rack2", "rack10", -1}, {"rack10", "rack2", 1}, {"rack1", "rack1", 0}, {"a", "b", -1},
+		{"rack01", "rack1", 0}, {"r1a", "r1b", -1}, {"rack", "rack1", -1},
+	}
+	for _, tt := range tests {
+		got := naturalCompare(tt.a, tt.b)
+		if (got < 0) != (tt.want < 0) || (got > 0) != (tt.want > 0) {
+			t.Errorf("naturalCompare(%q, %q) = %d, want sign %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
