@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -25,6 +26,7 @@ import (
 	inventoryexample "metalsync.dev/metalsync/inventory-example"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/reconcile/apply"
+	"metalsync.dev/metalsync/repo/githistory"
 	"metalsync.dev/metalsync/schema"
 	"metalsync.dev/metalsync/sim/agentsim"
 	"metalsync.dev/metalsync/sim/ipmisim"
@@ -157,6 +159,9 @@ func demo(ctx context.Context, a demoArgs, env *Env) error {
 		return err
 	}
 	if err := dd.waitBobsChange(ctx, a.timeout, env, newImage); err != nil {
+		return err
+	}
+	if err := dd.showHistory(ctx, env, "r1-n02"); err != nil {
 		return err
 	}
 	if err := dd.finish(ctx); err != nil {
@@ -296,7 +301,7 @@ func startDemoDaemonWith(ctx context.Context, sa serveArgs, vars map[string]stri
 		dd.stop()
 		return nil, ctx.Err()
 	}
-	say(env, "   (daemon following %s, serving http://%s: /metrics, /healthz, /readyz)", strings.TrimPrefix(sa.repo, "file://"), dd.s.addr)
+	say(env, "   (daemon following %s, serving http://%s: the fleet page at /, /metrics, /healthz, /readyz)", strings.TrimPrefix(sa.repo, "file://"), dd.s.addr)
 	close(ready)
 	return dd, nil
 }
@@ -421,6 +426,76 @@ func (dd *demoDaemon) waitBobsChange(ctx context.Context, timeout time.Duration,
 	say(env, "\n== Status after Bob's change\n")
 	printStatus(env, inv, dd.last)
 	return nil
+}
+
+// showHistory prints a node's history as the fleet page shows it, read
+// through the daemon's listener from the commits it holds: who changed
+// what, when.
+func (dd *demoDaemon) showHistory(ctx context.Context, env *Env, node string) error {
+	base := "http://" + dd.s.addr.String()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/nodes/"+node+"/history", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("history of %s from the fleet page: %w", node, err)
+	}
+	defer resp.Body.Close()
+	var res githistory.Result
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("history of %s from the fleet page: %s", node, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return fmt.Errorf("history of %s from the fleet page: %w", node, err)
+	}
+	say(env, "\n== History of %s on the fleet page (%s/nodes/%s), newest first\n", node, base, node)
+	// Runs of the daemon's own status commits fold into one line each;
+	// people's changes are shown field by field.
+	var run []githistory.Change
+	flush := func() {
+		if len(run) > 0 {
+			say(env, "%s..%s %d status commits by %s <%s>, the newest: %s", shortCommit(run[len(run)-1].Commit), shortCommit(run[0].Commit), len(run), run[0].Author, run[0].Email, run[0].Subject)
+			run = nil
+		}
+	}
+	for _, c := range res.Changes {
+		if isStatusCommit(c) {
+			run = append(run, c)
+			continue
+		}
+		flush()
+		say(env, "%s %s <%s>: %s", shortCommit(c.Commit), c.Author, c.Email, c.Subject)
+		for _, f := range c.Files {
+			if f.Created || f.Deleted {
+				say(env, "    %s %s", f.Path, map[bool]string{true: "created", false: "deleted"}[f.Created])
+			}
+			for _, fd := range f.Fields {
+				say(env, "    %s: %s → %s", fd.Path, orDash(clipText(fd.Old, 60)), orDash(clipText(fd.New, 60)))
+			}
+		}
+	}
+	flush()
+	return nil
+}
+
+// isStatusCommit: the commit touched only the status file.
+func isStatusCommit(c githistory.Change) bool {
+	for _, f := range c.Files {
+		if !strings.HasPrefix(f.Path, schema.DefaultStatusDir+"/") {
+			return false
+		}
+	}
+	return true
+}
+
+func clipText(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // finish commits the statuses written so far, then stops the daemon

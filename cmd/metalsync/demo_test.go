@@ -34,6 +34,11 @@ func TestDemo(t *testing.T) {
 		"r1-n04   active → manageable: done",
 		"status/rack1/r1-n02.yaml",
 		"Retire r1-n04, roll Ubuntu 24.04.1 to r1-n02",
+		// The fleet page's history, read from the daemon's Git store.
+		"== History of r1-n02 on the fleet page",
+		"Bob <bob@example.net>: Retire r1-n04, roll Ubuntu 24.04.1 to r1-n02\n    spec.provision.image.checksum: sha256:84f8",
+		"    spec.provision.image.url: http://",
+		"status commits by metalsync <",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())

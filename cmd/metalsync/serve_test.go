@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,21 @@ func TestServeLocal(t *testing.T) {
 		case <-hung.C:
 			t.Fatalf("timed out waiting for the nodes to be powered on; observed %v", s.daemon.Observed())
 		}
+	}
+	// The listener serves the fleet page and the API status --server reads.
+	base := "http://" + s.addr.String()
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Count(string(page), `class="tile`) != nodes {
+		t.Errorf("fleet page: %s, %d tiles", resp.Status, strings.Count(string(page), `class="tile`))
+	}
+	var out strings.Builder
+	if code := runStatus(ctx, []string{"--server", base}, &Env{Stdio: Stdio{Out: &out, Err: io.Discard}}); code != exitOK || strings.Count(out.String(), " on/on ") != nodes {
+		t.Errorf("status --server: exit %d\n%s", code, out.String())
 	}
 	cancel()
 	if err := <-errc; err != nil {
