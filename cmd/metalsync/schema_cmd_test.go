@@ -163,6 +163,7 @@ func TestSchemaJSONAcceptsEdits(t *testing.T) {
 		{"label naming a reference is no secret", r2, "    site: store-01\n", "    site: store-01\n    secret-name: bmc-rack2\n    tokenizer: bpe\n    vault.example.net/secretPath: kv/rack2\n    password: \"\"\n    token.file: /x\n"},
 		{"ssh user name is no secret", r2, "    site: store-01\n", "    site: store-01\n    cfg: \"git+ssh://git@git.example.net/cfg\"\n"},
 		{"site file set in a subdirectory", schema.SiteFile, "file: rack2.yaml ", "file: edge/../rack2.yaml "},
+		{"agent image cache size", schema.SiteFile, "    listen: \"[::]:8443\"\n", "    listen: \"[::]:8443\"\n    imageCacheSize: 200GiB\n"},
 	}
 	all := compileJSONSchema(t, "")
 	for _, tt := range tests {
@@ -228,6 +229,7 @@ func TestSchemaJSONRejectsBroken(t *testing.T) {
 		{"image url with a token as user", r2, "url: https://images.example.net/", "url: https://ghp_hunter22@images.example.net/"},
 		{"firmware url with a password", "templates/raid6-data-firmware.yaml", "url: https://firmware", "url: https://u:hunter22@firmware"},
 		{"media url with a password", schema.SiteFile, `"http://10.10.0.10:8080"`, `"http://media:hunter22@10.10.0.10:8080"`},
+		{"agent image cache size without unit", schema.SiteFile, "    listen: \"[::]:8443\"\n", "    listen: \"[::]:8443\"\n    imageCacheSize: 50G\n"},
 		{"bmc address with a password", n1, "redfish+https://10.10.0.101", "redfish+https://root:calvin@10.10.0.101"},
 	}
 	// The loader refuses these in Go (schema/credrules.go), after the CUE,
