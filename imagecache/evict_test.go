@@ -242,3 +242,50 @@ func TestEvictedIsPreparedAgain(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEvictionPass: one pass over a cache of n raw images (and their
+// index entries) that evicts the oldest one, as after a store.
+func BenchmarkEvictionPass(b *testing.B) {
+	for _, n := range []int{50, 500} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) { benchEviction(b, n) })
+	}
+}
+
+func benchEviction(b *testing.B, n int) {
+	dir := b.TempDir()
+	c, err := New(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	write := func(i int) {
+		sha := sum256([]byte(strconv.Itoa(i)))
+		if err := os.WriteFile(c.rawPath(sha), make([]byte, 4096), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		t := time.Unix(int64(i), 0)
+		if err := os.Chtimes(c.rawPath(sha), t, t); err != nil {
+			b.Fatal(err)
+		}
+		e := []byte(`{"source":"https://img.example.net/x.raw","checksum":"sha256:` + sha + `","format":"raw","sha256":"` + sha + `","size":4096}`)
+		if err := os.WriteFile(c.indexPath("sha256-"+sha+".raw"), e, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range n {
+		write(i)
+	}
+	fi, err := os.Stat(c.rawPath(sum256([]byte("0"))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.maxBytes = int64(n-1) * diskBytes(fi)
+	next := n
+	for b.Loop() {
+		c.evict()
+		b.StopTimer()
+		write(next)
+		next++
+		b.StartTimer()
+	}
+}
