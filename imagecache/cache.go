@@ -10,6 +10,9 @@
 //	index/<key>.json    source checksum and format -> raw sha256 and size,
 //	                    written only after the raw file is complete
 //	tmp/                downloads and conversions in progress; emptied by New
+//
+// With Options.MaxBytes, least recently used raw images are evicted to
+// keep the directory under it (evict.go).
 package imagecache
 
 import (
@@ -24,7 +27,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"metalsync.dev/metalsync/imagecache/qcow2"
+	"metalsync.dev/metalsync/internal/clock"
 )
 
 // ErrChecksumMismatch means the bytes at the URL are not the ones the
@@ -50,6 +56,17 @@ type Options struct {
 	// MaxDownloadSize bounds the bytes fetched from a URL; 0 means
 	// MaxVirtualSize plus an eighth for qcow2 metadata.
 	MaxDownloadSize int64
+	// MaxBytes bounds the disk space of the raw images and the
+	// preparations in progress: after an image is stored, least recently
+	// used raw images are evicted until they are under. 0 means no bound. Images open for serving, the one
+	// just stored and preparations in progress are never evicted, so the
+	// directory can exceed the bound while they last.
+	MaxBytes int64
+	// Clock stamps each raw image's last use; nil means the wall clock.
+	Clock clock.Clock
+	// Registerer takes the cache's metrics (evictions, bytes used); nil:
+	// none are exported.
+	Registerer prometheus.Registerer
 }
 
 // Cache prepares and serves raw deploy images.
@@ -59,6 +76,9 @@ type Cache struct {
 	log    *slog.Logger
 	maxVirtual,
 	maxDownload int64
+	maxBytes int64
+	clock    clock.Clock
+	metrics  *cacheMetrics
 
 	mu sync.Mutex
 	// calls holds the preparations in flight, by key (guarded by mu).
@@ -66,6 +86,16 @@ type Cache struct {
 	// closed is set by Close; later Prepares fail (guarded by mu).
 	closed bool
 	wg     sync.WaitGroup // running preparations
+
+	// useMu orders uses of raw images (Open, a Prepare finding one)
+	// against eviction.
+	useMu sync.Mutex
+	// open holds the files Open handed out, by raw sha256, until seen
+	// closed (guarded by useMu).
+	open map[string][]*os.File
+	// pinned counts the stores of each raw sha256 whose eviction pass is
+	// not over (guarded by useMu).
+	pinned map[string]int
 }
 
 // call is one preparation that concurrent Prepares for the same key share.
@@ -93,12 +123,21 @@ func New(dir string, opts Options) (*Cache, error) {
 			return nil, fmt.Errorf("imagecache: create cache directory: %w", err)
 		}
 	}
+	metrics, err := newCacheMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("imagecache: %w", err)
+	}
 	c := &Cache{
 		dir:        dir,
 		client:     opts.HTTPClient,
 		log:        opts.Log,
 		maxVirtual: opts.MaxVirtualSize,
+		maxBytes:   opts.MaxBytes,
+		clock:      clock.Or(opts.Clock),
+		metrics:    metrics,
 		calls:      map[string]*call{},
+		open:       map[string][]*os.File{},
+		pinned:     map[string]int{},
 	}
 	if c.client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -115,6 +154,7 @@ func New(dir string, opts Options) (*Cache, error) {
 	if c.maxDownload <= 0 {
 		c.maxDownload = c.maxVirtual + c.maxVirtual/8
 	}
+	c.evict() // a bound lowered since the last run applies now
 	return c, nil
 }
 
@@ -130,7 +170,7 @@ func (c *Cache) Prepare(ctx context.Context, url, checksum, format string) (sha2
 	if err != nil {
 		return "", 0, fmt.Errorf("image %s: %w", redactURL(url), err)
 	}
-	if e, ok := c.lookup(src); ok {
+	if e, ok := c.hit(src); ok {
 		return e.SHA256, e.Size, nil
 	}
 
@@ -177,13 +217,17 @@ func (c *Cache) run(ctx context.Context, src source, cl *call) {
 	defer c.wg.Done()
 	defer cl.cancel()
 	start := time.Now()
-	res, err := c.prepare(ctx, src)
+	res, stored, err := c.prepare(ctx, src)
 	if err != nil {
 		err = fmt.Errorf("image %s: %w", src.display, err)
 		c.log.Warn("image preparation failed", "url", src.display, "checksum", src.checksum, "err", err)
 	} else {
 		c.log.Info("image prepared", "url", src.display, "checksum", src.checksum, "format", src.format,
 			"sha256", res.SHA256, "size", res.Size, "duration", time.Since(start).Round(time.Millisecond))
+	}
+	if stored {
+		c.evict()
+		c.unpin(res.SHA256)
 	}
 	c.mu.Lock()
 	if c.calls[src.key] == cl {
@@ -194,11 +238,14 @@ func (c *Cache) run(ctx context.Context, src source, cl *call) {
 	close(cl.done)
 }
 
-// Open opens the prepared raw image whose sha256 (hex) Prepare returned.
+// Open opens the prepared raw image whose sha256 (hex) Prepare returned,
+// and records its use. The image is not evicted while the file is open.
 func (c *Cache) Open(sha256 string) (*os.File, error) {
 	if !isHex(sha256, 64) {
 		return nil, fmt.Errorf("imagecache: open %q: %w: not a sha256 in lower-case hex", sha256, fs.ErrInvalid)
 	}
+	c.useMu.Lock()
+	defer c.useMu.Unlock()
 	f, err := os.Open(c.rawPath(sha256))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -206,6 +253,8 @@ func (c *Cache) Open(sha256 string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("imagecache: open image %s: %w", sha256, err)
 	}
+	c.touchLocked(sha256)
+	c.open[sha256] = append(c.openLocked(sha256), f)
 	return f, nil
 }
 

@@ -49,6 +49,18 @@ func (c *Cache) lookup(src source) (entry, bool) {
 	return e, true
 }
 
+// hit is lookup for a Prepare: an image found is used, so its last use is
+// recorded, in step with eviction.
+func (c *Cache) hit(src source) (entry, bool) {
+	c.useMu.Lock()
+	defer c.useMu.Unlock()
+	e, ok := c.lookup(src)
+	if ok {
+		c.touchLocked(e.SHA256)
+	}
+	return e, ok
+}
+
 // writeIndex records e atomically: a reader sees the whole entry or none.
 func (c *Cache) writeIndex(key string, e entry) error {
 	b, err := json.MarshalIndent(e, "", "  ")

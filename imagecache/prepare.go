@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"metalsync.dev/metalsync/imagecache/qcow2"
 )
@@ -23,10 +22,24 @@ const copyBuf = 1 << 20
 
 // prepare downloads, verifies and (for qcow2) converts src, then commits
 // the raw file and its index entry. On error the temporary files go.
-func (c *Cache) prepare(ctx context.Context, src source) (entry, error) {
-	if e, ok := c.lookup(src); ok { // prepared while this call was starting
-		return e, nil
+// stored reports that a raw file was moved into the cache: it is pinned
+// against eviction (res.SHA256), and the caller unpins it.
+func (c *Cache) prepare(ctx context.Context, src source) (res entry, stored bool, err error) {
+	if e, ok := c.hit(src); ok { // prepared while this call was starting
+		return e, false, nil
 	}
+	res, err = c.store(ctx, src, func(sha string) { c.pin(sha); stored = true })
+	if err != nil && stored {
+		c.unpin(res.SHA256)
+		stored = false
+	}
+	return res, stored, err
+}
+
+// store is prepare past the lookup. It calls pin with the raw file's
+// sha256 before moving the file into the cache, and returns it in the
+// entry even on error once pinned.
+func (c *Cache) store(ctx context.Context, src source, pin func(sha256 string)) (entry, error) {
 	tmp := filepath.Join(c.dir, "tmp")
 	dl, err := os.CreateTemp(tmp, "download-*")
 	if err != nil {
@@ -70,15 +83,22 @@ func (c *Cache) prepare(ctx context.Context, src source) (entry, error) {
 	if err := out.Sync(); err != nil {
 		return entry{}, fmt.Errorf("sync raw image: %w", err)
 	}
+	// Pinned before it is in raw/, so that no eviction pass of another
+	// preparation removes it before this one's pass is over.
+	pin(rawSHA)
+	pinned := entry{SHA256: rawSHA}
 	if err := os.Rename(out.Name(), c.rawPath(rawSHA)); err != nil {
-		return entry{}, fmt.Errorf("commit raw image: %w", err)
+		return pinned, fmt.Errorf("commit raw image: %w", err)
 	}
 	if err := syncDir(filepath.Join(c.dir, "raw")); err != nil {
-		return entry{}, err
+		return pinned, err
 	}
-	e := entry{Source: src.display, Checksum: src.checksum, Format: src.format, SHA256: rawSHA, Size: size, Prepared: time.Now().UTC()}
+	c.useMu.Lock()
+	c.touchLocked(rawSHA) // the rename kept the temporary file's time
+	c.useMu.Unlock()
+	e := entry{Source: src.display, Checksum: src.checksum, Format: src.format, SHA256: rawSHA, Size: size, Prepared: c.clock.Now().UTC()}
 	if err := c.writeIndex(src.key, e); err != nil {
-		return entry{}, err
+		return pinned, err
 	}
 	return e, nil
 }

@@ -310,6 +310,7 @@ var patternHints = map[string]string{
 	"pollInterval":    `a Go-style duration like "30s" or "5m"`,
 	"powerInterval":   `a Go-style duration like "30s" or "5m"`,
 	"ttl":             `a Go-style duration like "30s" or "5m"`,
+	"imageCacheSize":  `a whole number of MiB, GiB or TiB, like "50GiB"`,
 	"deployTemplates": `the metadata.name of files in templates/`,
 	"settings":        `BIOS settings: a map {NAME: VALUE}, or a list of {name: NAME, value: VALUE}`,
 	"device":          `cd, disk, pxe or bios`,

@@ -153,6 +153,7 @@ func TestRules(t *testing.T) {
 			{n1, "redfish+https://10.10.0.101", "redfish+http://10.10.0.101"}}},
 		{"bmc network with cidr and host", []edit{{SiteFile, "    - cidr: 10.10.0.0/24\n", "    - cidr: 10.10.0.0/24\n      host: bmc.example.net\n"}}},
 		{"bmc network with host bits", []edit{{SiteFile, "cidr: 10.10.0.0/24", "cidr: 10.10.0.1/24"}}},
+		{"agent image cache size without unit", []edit{{SiteFile, "    listen: \"[::]:8443\"\n", "    listen: \"[::]:8443\"\n    imageCacheSize: 50G\n"}}},
 		{"bmc network for an unknown owner", []edit{{SiteFile, "      owners: [platform]\n    - cidr", "      owners: [platfrom]\n    - cidr"}}},
 	}
 	golden := openGolden(t, "testdata/rules.golden")

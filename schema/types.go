@@ -274,6 +274,9 @@ type AgentSettings struct {
 	URL string `json:"url,omitempty"`
 	// Listen is the agent listener's host:port on the daemon.
 	Listen string `json:"listen,omitempty"`
+	// ImageCacheSize bounds the daemon's image cache ("50GiB"); see
+	// ImageCacheBytes.
+	ImageCacheSize string `json:"imageCacheSize,omitempty"`
 }
 
 // MediaSettings says where BMCs download boot media from.

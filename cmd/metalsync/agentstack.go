@@ -84,7 +84,7 @@ func buildAgentStack(site *schema.Site, stateDir string, getenv func(string) str
 	if err != nil {
 		return nil, fmt.Errorf("agent listener certificate: %w", err)
 	}
-	images, err := imagecache.New(filepath.Join(stateDir, "images"), imagecache.Options{Log: log})
+	images, err := imagecache.New(filepath.Join(stateDir, "images"), imagecache.Options{Log: log, MaxBytes: set.ImageCacheBytes(), Registerer: reg})
 	if err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
 	}

@@ -126,6 +126,18 @@ func jsonSchema(kind string) ([]byte, error) {
 		}
 		defs["Step"] = step
 	}
+	// The loader's Go rules, where JSON Schema can say them: an editor
+	// then flags what validation refuses, such as an inline credential
+	// source the CUE keeps only to give the migration hint.
+	for k, r := range roots {
+		defs[k] = r
+	}
+	if err := schema.RefineJSONSchema(defs); err != nil {
+		return nil, err
+	}
+	if kind != "" {
+		delete(defs, kind) // the document is its root
+	}
 	for _, d := range defs {
 		if d, ok := d.(map[string]any); ok {
 			inlineEmbedded(d, defs)

@@ -148,10 +148,52 @@ func TestSchemaJSONAcceptsExample(t *testing.T) {
 // loader words it as a template diagnostic.
 var schemaLevel = map[string]bool{schema.CodeSchema: true, schema.CodeUnknownField: true, schema.CodeLiteralSecret: true, schema.CodeTemplate: true}
 
+// biosList is the list of BIOS settings in templates/bios-performance.yaml.
+const biosList = "          - name: ProcHyperthreading\n            value: Disabled\n          - name: PowerProfile\n            value: MaxPerf\n          - name: ProcTurboMode\n            value: Enabled\n"
+
+// TestSchemaJSONAcceptsEdits: edits the loader accepts, next to what the
+// JSON Schema refuses beyond the CUE, pass the JSON Schema too.
+func TestSchemaJSONAcceptsEdits(t *testing.T) {
+	const r2 = "nodes/rack2/r2-n01.yaml"
+	tests := []struct {
+		name          string
+		file, old, nw string
+	}{
+		{"bios settings as a map", "templates/bios-performance.yaml", biosList, "          ProcHyperthreading: Disabled\n          AdminPasswordStatus: Locked\n"},
+		{"label naming a reference is no secret", r2, "    site: store-01\n", "    site: store-01\n    secret-name: bmc-rack2\n    tokenizer: bpe\n    vault.example.net/secretPath: kv/rack2\n    password: \"\"\n    token.file: /x\n"},
+		{"ssh user name is no secret", r2, "    site: store-01\n", "    site: store-01\n    cfg: \"git+ssh://git@git.example.net/cfg\"\n"},
+		{"site file set in a subdirectory", schema.SiteFile, "file: rack2.yaml ", "file: edge/../rack2.yaml "},
+		{"agent image cache size", schema.SiteFile, "    listen: \"[::]:8443\"\n", "    listen: \"[::]:8443\"\n    imageCacheSize: 200GiB\n"},
+	}
+	all := compileJSONSchema(t, "")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := exampleFS(t)
+			src := string(files[tt.file].Data)
+			if !strings.Contains(src, tt.old) {
+				t.Fatalf("%s does not contain %q", tt.file, tt.old)
+			}
+			edited := []byte(strings.Replace(src, tt.old, tt.nw, 1))
+			files[tt.file] = &fstest.MapFile{Data: edited}
+			if _, diags := schema.Load(files); len(diags) != 0 {
+				t.Fatalf("the loader refuses the edit:\n%s", diags)
+			}
+			inst := yamlInstance(t, tt.file, edited)
+			if err := all.Validate(inst); err != nil {
+				t.Errorf("the JSON Schema refuses what the loader accepts: %v", err)
+			}
+			if err := compileJSONSchema(t, kindOf(tt.file)).Validate(inst); err != nil {
+				t.Errorf("the %s JSON Schema refuses what the loader accepts: %v", kindOf(tt.file), err)
+			}
+		})
+	}
+}
+
 // TestSchemaJSONRejectsBroken breaks a copy of the example the way the
 // schema-level cases of schema/rules_test.go do (same names, same edits)
 // and checks that the JSON Schema rejects the broken file, as the loader
-// does with a schema-level diagnostic.
+// does with a schema-level diagnostic, or with one of the credential and
+// site rules the JSON Schema repeats (schema.RefineJSONSchema).
 func TestSchemaJSONRejectsBroken(t *testing.T) {
 	const (
 		n1 = "nodes/rack1/r1-n01.yaml"
@@ -180,6 +222,37 @@ func TestSchemaJSONRejectsBroken(t *testing.T) {
 		{"template missing args", "templates/raid6-data-firmware.yaml", "      args:\n        # The BMC applies the package to the components it contains.\n        url: https://firmware.example.net/raid/perc-h755-52.26.0.bin\n", ""},
 		{"template args on a step without args", "templates/raid1-os.yaml", "step: erase_devices_metadata\n      priority: 98", "step: erase_devices_metadata\n      priority: 98\n      args: {force: true}"},
 		{"template unknown arg", "templates/raid1-os.yaml", "is_root_volume: true", "is_root: true"},
+		{"literal password in bios settings", "templates/bios-performance.yaml", biosList, "          ProcHyperthreading: Disabled\n          Password: hunter22\n"},
+		{"literal token in a label", r2, "    site: store-01\n", "    site: store-01\n    api-token: hunter22\n"},
+		{"literal api key in an annotation", r2, "  name: r2-n01\n", "  name: r2-n01\n  annotations:\n    API_KEY: hunter22\n"},
+		{"image url with a password", r2, "url: https://images.example.net/", "url: https://deploy:hunter22@images.example.net/"},
+		{"image url with a token as user", r2, "url: https://images.example.net/", "url: https://ghp_hunter22@images.example.net/"},
+		{"firmware url with a password", "templates/raid6-data-firmware.yaml", "url: https://firmware", "url: https://u:hunter22@firmware"},
+		{"media url with a password", schema.SiteFile, `"http://10.10.0.10:8080"`, `"http://media:hunter22@10.10.0.10:8080"`},
+		{"agent image cache size without unit", schema.SiteFile, "    listen: \"[::]:8443\"\n", "    listen: \"[::]:8443\"\n    imageCacheSize: 50G\n"},
+		{"bmc address with a password", n1, "redfish+https://10.10.0.101", "redfish+https://root:calvin@10.10.0.101"},
+	}
+	// The loader refuses these in Go (schema/credrules.go), after the CUE,
+	// so that it can say what to write instead.
+	goRules := []struct {
+		name          string
+		file, old, nw string
+	}{
+		{"inline env credentials already in a set", n1, "credentialsRef: {set: rack1}", "credentialsRef:\n      env: {username: RACK1_BMC_USERNAME, password: RACK1_BMC_PASSWORD}"},
+		{"inline file on the daemon's host", r2, "credentialsRef: {set: rack2}", "credentialsRef: {file: /etc/shadow}"},
+		{"inline ageFile", r2, "credentialsRef: {set: rack2}", "credentialsRef: {ageFile: secrets/x.age}"},
+		{"inline source beside a set", r2, "credentialsRef: {set: rack2}", "credentialsRef: {set: rack2, ageFile: secrets/x.age}"},
+		{"credential set missing", n1, "{set: rack1}", "{}"},
+		{"site set naming the daemon's secrets", schema.SiteFile, "password: RACK1_BMC_PASSWORD", "password: METALSYNC_AGENT_KEY"},
+		{"site set with two sources", schema.SiteFile, "        file: rack2.yaml ", "        ageFile: secrets/rack2.age\n        file: rack2.yaml "},
+		{"site set without a source", schema.SiteFile, "        file: rack2.yaml ", "        # none "},
+		{"site file set leaving its directory", schema.SiteFile, "file: rack2.yaml ", "file: ../../shadow "},
+		{"site file set at an absolute path", schema.SiteFile, "file: rack2.yaml ", "file: /etc/shadow "},
+		{"bmc network with cidr and host", schema.SiteFile, "    - cidr: 10.10.0.0/24\n", "    - cidr: 10.10.0.0/24\n      host: bmc.example.net\n"},
+	}
+	goCodes := map[string]bool{schema.CodeCredentials: true, schema.CodeSite: true}
+	for _, tt := range goRules {
+		tests = append(tests, tt)
 	}
 	all := compileJSONSchema(t, "")
 	for _, tt := range tests {
@@ -197,7 +270,7 @@ func TestSchemaJSONRejectsBroken(t *testing.T) {
 			var got []string
 			for _, d := range diags {
 				got = append(got, d.Code)
-				if d.File != tt.file || !schemaLevel[d.Code] {
+				if d.File != tt.file || !schemaLevel[d.Code] && !goCodes[d.Code] {
 					t.Errorf("not a schema-level case: %s [%s]", d, d.Code)
 				}
 			}
