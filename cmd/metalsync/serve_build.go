@@ -117,7 +117,7 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 	return inventoryIO{
 		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec),
 			OnFetch: func(r gitsource.FetchResult) { metrics.Fetches.WithLabelValues(string(r)).Inc() }},
-		sink:   sink, track: sink.Track, files: writer, writer: writer, site: site,
+		sink: sink, track: sink.Track, files: writer, writer: writer, site: site,
 		lease: lease.ForRemote(gs), unlock: "metalsync unlock --repo " + a.repo,
 		gate: &sourceGate{gs: gs, loader: &schema.Loader{}},
 	}, nil
