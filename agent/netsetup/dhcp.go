@@ -3,8 +3,10 @@ package netsetup
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -86,10 +88,7 @@ func DHCP(ctx context.Context, opts Options) error {
 			wg.Wait()
 			return configureLease(got.link, got.lease, opts)
 		case <-ctx.Done():
-			var names []string
-			for _, n := range asked {
-				names = append(names, n)
-			}
+			names := slices.Sorted(maps.Values(asked))
 			if len(names) == 0 {
 				return fmt.Errorf("network: dhcp: no ethernet NIC: %w", ctx.Err())
 			}
