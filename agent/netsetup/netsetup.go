@@ -1,7 +1,9 @@
 // Package netsetup applies a node's static network (network_data.json)
 // with netlink: NICs found by MAC, bonds, VLANs, MTUs, IPv4 and IPv6
-// addresses, routes and DNS. The deploy agent has no DHCP or SLAAC: what
-// the daemon rendered is all the network there is.
+// addresses, routes and DNS. A node on DHCP gets network_data.json
+// without links, and DHCP asks for a DHCPv4 lease on its NICs instead.
+// There is no SLAAC and no DHCPv6: what the daemon rendered, or the one
+// DHCPv4 lease, is all the network there is.
 package netsetup
 
 import (

@@ -18,10 +18,14 @@ import (
 // as commands of the Server's agents.
 type HTTPAgent struct{ s *Server }
 
-var _ apply.Agent = (*HTTPAgent)(nil)
+var _ apply.NodeMediaAgent = (*HTTPAgent)(nil)
 
 // Agent returns the executor's view of s.
 func (s *Server) Agent() *HTTPAgent { return &HTTPAgent{s: s} }
+
+// BootsFromNodeMedia is true: the agent's token is on the node's own
+// boot media only, so a node with DHCP needs that media too.
+func (a *HTTPAgent) BootsFromNodeMedia() bool { return true }
 
 // maxAgentError bounds the agent's message carried into errors, which end
 // up in status files.

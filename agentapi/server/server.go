@@ -96,8 +96,9 @@ type Server struct {
 	// Request body limits: the max* constants; tests lower them.
 	limits struct{ poll, result, log int64 }
 
-	mux     *http.ServeMux
-	metrics *metrics
+	mux      *http.ServeMux
+	metrics  *metrics
+	refusals *refusalLimiter
 
 	mu    sync.Mutex
 	nodes map[string]*node // guarded by mu; entries are never removed
@@ -125,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		key: append([]byte(nil), cfg.Key...), log: cfg.Log, logDir: cfg.LogDir,
 		images: cfg.Images, configDrive: cfg.ConfigDrive, pollWait: cfg.PollWait,
 		clock: clock.Or(cfg.Clock), nodes: map[string]*node{},
+		refusals: newRefusalLimiter(refusalEvery, maxRefusalSources),
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -182,24 +184,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // authenticate checks the node header and bearer token against the
 // node's allowed epoch and returns the epoch. A refusal is logged with
-// the node and the remote address, never the token.
+// the node and the remote address, never the token: the first from a
+// source, then at most once a minute with the number not logged since.
 func (s *Server) authenticate(r *http.Request) (string, bool) {
 	name := r.Header.Get(agentapi.HeaderNode)
 	token, hasToken := bearer(r.Header.Get("Authorization"))
 	s.mu.Lock()
 	var epoch string
-	if n, ok := s.nodes[name]; ok {
+	n, known := s.nodes[name]
+	if known {
 		epoch = n.epoch
 	}
 	s.mu.Unlock()
 	if name != "" && hasToken && agentapi.CheckToken(s.key, name, epoch, token) {
 		return epoch, true
 	}
+	log, suppressed := s.refusals.refuse(r.RemoteAddr, name, known, s.clock.Now())
+	if !log {
+		return "", false
+	}
 	if len(name) > maxNodeInLog {
 		name = name[:maxNodeInLog] + "..."
 	}
-	s.log.Warn("agent request refused", "node", name, "remote", r.RemoteAddr, "path", r.URL.Path,
-		"allowed", epoch != "", "token", hasToken)
+	attrs := []any{"node", name, "remote", r.RemoteAddr, "path", r.URL.Path, "allowed", epoch != "", "token", hasToken}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	s.log.Warn("agent request refused", attrs...)
 	return "", false
 }
 

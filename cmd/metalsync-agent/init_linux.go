@@ -135,7 +135,7 @@ func agentOnce(ctx context.Context, log *slog.Logger, logs *client.LogBuffer, co
 		log.Warn("no network_data.json on the media: leaving the network as the kernel set it")
 	} else {
 		nctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := netsetup.Apply(nctx, cfg.Network, netsetup.Options{Log: log})
+		err := netsetup.Setup(nctx, cfg.Network, netsetup.Options{Log: log})
 		cancel()
 		switch {
 		case errors.Is(err, netsetup.ErrTentative):

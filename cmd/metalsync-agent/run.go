@@ -55,7 +55,7 @@ func runLocal(ctx context.Context, o options, stdout io.Writer, d deps) error {
 			return errors.New("--network: the config has no network_data.json")
 		}
 		nctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		err := netsetup.Apply(nctx, cfg.Network, netsetup.Options{ResolvConf: o.resolvConf, Log: log})
+		err := netsetup.Setup(nctx, cfg.Network, netsetup.Options{ResolvConf: o.resolvConf, Log: log})
 		cancel()
 		if err != nil {
 			return err

@@ -122,8 +122,9 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 		return inventoryIO{}, err
 	}
 	sink := &statussink.Git{W: writer}
+	countFetch := func(r gitsource.FetchResult) { metrics.Fetches.WithLabelValues(string(r)).Inc() }
 	return inventoryIO{
-		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec)},
+		source: gitsource.Poller{Source: gs, Interval: pollInterval(a.poll, spec), OnFetch: countFetch},
 		sink:   sink, track: sink.Track, files: writer, writer: writer, site: site,
 		lease: lease.ForRemote(gs), unlock: "metalsync unlock --repo " + a.repo,
 		gate:    &sourceGate{gs: gs, loader: &schema.Loader{}},

@@ -216,10 +216,14 @@ func (s *session) setBoot(ctx context.Context, boot *plan.Boot) error {
 	})
 }
 
-// needsMediaConfig reports whether the node's agent needs its network
-// configuration on the boot media: no DHCP on the node (network.dhcp,
-// else the site's dhcp, default false).
-func (s *session) needsMediaConfig() bool {
+// nodeMedia reports whether the node boots from per-node media: when its
+// agent is a NodeMediaAgent (the real agent's token is only on that
+// media), or when the node has no DHCP (network.dhcp, else the site's
+// dhcp, default false) and its network must come on the media.
+func (s *session) nodeMedia() bool {
+	if a, ok := s.agent().(NodeMediaAgent); ok && a.BootsFromNodeMedia() {
+		return true
+	}
 	if n := s.node.Spec.Network; n != nil && n.DHCP != nil {
 		return !*n.DHCP
 	}
@@ -234,11 +238,12 @@ func mediaKind(m *plan.Media) drivers.MediaKind {
 }
 
 // insertMedia attaches the agent's boot media: per-node media published
-// through Media when the node has no DHCP, else the generic agent image.
+// through Media when the node needs it (nodeMedia), else the generic
+// agent image.
 func (s *session) insertMedia(ctx context.Context, m *plan.Media) error {
 	kind := mediaKind(m)
 	url := s.e.AgentImageURL
-	if s.needsMediaConfig() && s.e.Media != nil {
+	if s.nodeMedia() && s.e.Media != nil {
 		epoch, err := newEpoch()
 		if err != nil {
 			return err
@@ -295,7 +300,9 @@ func (s *session) ejectMedia(ctx context.Context, m *plan.Media) error {
 	if err != nil {
 		return err
 	}
-	if s.needsMediaConfig() && s.e.Media != nil {
+	// A recorded publication is withdrawn even when the node would no
+	// longer get one (its agent or network changed since the insert).
+	if s.e.Media != nil && (s.nodeMedia() || s.st.Media != nil) {
 		if err := s.e.Media.Unpublish(ctx, s.name); err != nil {
 			return fmt.Errorf("unpublish media: %w", err)
 		}

@@ -41,8 +41,8 @@ type Executor struct {
 	Credentials CredentialSource
 	// AgentFor returns the deploy agent serving nodes of a driver, or nil.
 	AgentFor func(driver string) Agent
-	// Media publishes per-node boot media for nodes without DHCP; nil
-	// skips publishing.
+	// Media publishes per-node boot media for nodes without DHCP and for
+	// nodes whose agent is a NodeMediaAgent; nil skips publishing.
 	Media Media
 	// AgentImageURL is the generic agent boot image, inserted when a node
 	// needs no per-node media (or Media is nil); "" inserts nothing.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -184,39 +186,117 @@ func (m *fakeMedia) Unpublish(ctx context.Context, node string) error {
 	return nil
 }
 
+// TestMediaSeam: a node without DHCP gets per-node media whatever its
+// agent; a node with DHCP gets it only when its agent boots from the
+// node's media (the real agent, whose token is on nothing else), and then
+// the step runs with the publication's epoch recorded in status.
 func TestMediaSeam(t *testing.T) {
-	r := newRig(t)
-	media := &fakeMedia{}
-	r.ex.Media = media
-	yes := true
-	inv := &schema.Inventory{Nodes: []*schema.Node{
-		fakeNode("static", "available", nil),
-		fakeNode("dhcp", "available", func(s *schema.NodeSpec) { s.Network = &schema.Network{DHCP: &yes} }),
-	}}
-	r.sink.WriteStatus("static", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
-	r.sink.WriteStatus("dhcp", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
-	_, rep := r.pass(t.Context(), inv)
-	if !rep.OK() {
-		t.Fatalf("outcomes: %v", outcomes(rep))
+	tests := []struct {
+		name      string
+		nodeMedia bool // the agent is a NodeMediaAgent
+		want      []string
+	}{
+		{"simulated agent", false, []string{"static"}},
+		{"real agent", true, []string{"dhcp", "static"}},
 	}
-	if diff := cmp.Diff([]string{"static"}, media.published); diff != "" {
-		t.Errorf("published (-want +got):\n%s", diff)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			media := &fakeMedia{}
+			r.ex.Media = media
+			agent := &epochAgent{recordingAgent: r.agent, sink: r.sink, nodeMedia: tt.nodeMedia}
+			r.ex.AgentFor = func(string) Agent { return agent }
+			yes := true
+			inv := &schema.Inventory{Nodes: []*schema.Node{
+				fakeNode("static", "available", nil),
+				fakeNode("dhcp", "available", func(s *schema.NodeSpec) { s.Network = &schema.Network{DHCP: &yes} }),
+			}}
+			r.sink.WriteStatus("static", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
+			r.sink.WriteStatus("dhcp", schema.NodeStatusBody{ProvisionState: "manageable", Power: "off", Inspect: &schema.Inspected{}})
+			_, rep := r.pass(t.Context(), inv)
+			if !rep.OK() {
+				t.Fatalf("outcomes: %v", outcomes(rep))
+			}
+			media.mu.Lock()
+			published, unpublished, epochs := slices.Sorted(slices.Values(media.published)), slices.Sorted(slices.Values(media.unpublished)), media.epochs
+			media.mu.Unlock()
+			if diff := cmp.Diff(tt.want, published); diff != "" {
+				t.Errorf("published (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.want, unpublished); diff != "" {
+				t.Errorf("unpublished (-want +got):\n%s", diff)
+			}
+			if len(epochs) != len(tt.want) {
+				t.Fatalf("publication epochs = %q, want %d", epochs, len(tt.want))
+			}
+			for _, e := range epochs {
+				if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(e) {
+					t.Errorf("publication epoch %q, want random hex", e)
+				}
+			}
+			// Every in-band step ran with the epoch of a publication in
+			// status (the agent's token derives from it), and only on
+			// nodes that got media.
+			seen := agent.epochsSeen()
+			for node, es := range seen {
+				for _, e := range es {
+					if !slices.Contains(tt.want, node) {
+						if e != "" {
+							t.Errorf("node %s: agent step saw media epoch %q, want none (no per-node media)", node, e)
+						}
+						continue
+					}
+					if !slices.Contains(epochs, e) {
+						t.Errorf("node %s: agent step saw media epoch %q, want one of the published %q", node, e, epochs)
+					}
+				}
+			}
+			if len(seen["dhcp"]) == 0 {
+				t.Errorf("no agent step ran on the dhcp node")
+			}
+			st := r.sink.Snapshot()
+			// Ejected: the publication (and the agent token derived from its
+			// epoch) is over, so status no longer names it.
+			for _, n := range []string{"static", "dhcp"} {
+				if m := st[n].Media; m != nil {
+					t.Errorf("%s media still recorded after the eject: %+v", n, m)
+				}
+			}
+		})
 	}
-	if diff := cmp.Diff([]string{"static"}, media.unpublished); diff != "" {
-		t.Errorf("unpublished (-want +got):\n%s", diff)
+}
+
+// epochAgent is a recordingAgent that may boot from node media, and notes
+// the media epoch recorded in status when each step starts.
+type epochAgent struct {
+	*recordingAgent
+	sink      *MemorySink
+	nodeMedia bool
+
+	mu     sync.Mutex
+	epochs map[string][]string // node -> epoch at each step; guarded by mu
+}
+
+func (a *epochAgent) BootsFromNodeMedia() bool { return a.nodeMedia }
+
+func (a *epochAgent) RunStep(ctx context.Context, node, id string, step plan.Step) (AgentResult, error) {
+	epoch := ""
+	if m := a.sink.Snapshot()[node].Media; m != nil {
+		epoch = m.Epoch
 	}
-	if len(media.epochs) != 1 || !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(media.epochs[0]) {
-		t.Errorf("publication epochs = %q, want one random hex epoch", media.epochs)
+	a.mu.Lock()
+	if a.epochs == nil {
+		a.epochs = map[string][]string{}
 	}
-	st := r.sink.Snapshot()
-	// Ejected: the publication (and the agent token derived from its
-	// epoch) is over, so status no longer names it.
-	if m := st["static"].Media; m != nil {
-		t.Errorf("static media still recorded after the eject: %+v", m)
-	}
-	if st["dhcp"].Media != nil {
-		t.Errorf("dhcp node got per-node media: %+v", st["dhcp"].Media)
-	}
+	a.epochs[node] = append(a.epochs[node], epoch)
+	a.mu.Unlock()
+	return a.recordingAgent.RunStep(ctx, node, id, step)
+}
+
+func (a *epochAgent) epochsSeen() map[string][]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.epochs)
 }
 
 func TestPerBMCLimit(t *testing.T) {

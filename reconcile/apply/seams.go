@@ -28,6 +28,18 @@ type Agent interface {
 	Command(ctx context.Context, node, id string) (AgentResult, bool, error)
 }
 
+// NodeMediaAgent is an Agent that runs on the node, booted from the node's
+// own media: the token it calls back with is derived from that media's
+// epoch and reaches the node on nothing else. Every node such an agent
+// serves gets per-node media, with DHCP or without; an agent that is not
+// one (the simulated agent) needs per-node media only for a node's
+// static network.
+type NodeMediaAgent interface {
+	Agent
+	// BootsFromNodeMedia reports whether the agent needs the node's media.
+	BootsFromNodeMedia() bool
+}
+
 // AgentResult is what an in-band step reports.
 type AgentResult struct {
 	// Simulated marks a result no real agent produced; it is recorded in
@@ -38,7 +50,8 @@ type AgentResult struct {
 }
 
 // Media publishes per-node boot media (the agent image plus the node's
-// network configuration) for nodes without DHCP.
+// network configuration and, for a NodeMediaAgent, its token) for nodes
+// without DHCP and for every node a NodeMediaAgent serves.
 type Media interface {
 	// Publish renders and publishes node's media. epoch names this
 	// publication (it is recorded in status); the agent's token is

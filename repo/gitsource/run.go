@@ -25,6 +25,25 @@ type OnCommit func(ctx context.Context, commit string, fsys fs.FS)
 // retried with jittered backoff (1s doubling) up to interval. Run returns ctx's error
 // when ctx is done.
 func (s *Source) Run(ctx context.Context, interval time.Duration, trigger <-chan struct{}, onCommit OnCommit) error {
+	return s.run(ctx, interval, trigger, onCommit, nil)
+}
+
+// FetchResult is how one of Run's fetches ended.
+type FetchResult string
+
+// Fetch results.
+const (
+	FetchChanged   FetchResult = "changed"   // the branch has a head not fetched before
+	FetchUnchanged FetchResult = "unchanged" // the branch is where the last fetch found it
+	FetchError     FetchResult = "error"     // the fetch failed (and is retried)
+)
+
+// run is Run, telling onFetch (when not nil) how each fetch ended; a fetch
+// cut short by ctx ending is not told.
+func (s *Source) run(ctx context.Context, interval time.Duration, trigger <-chan struct{}, onCommit OnCommit, onFetch func(FetchResult)) error {
+	if onFetch == nil {
+		onFetch = func(FetchResult) {}
+	}
 	if interval <= 0 {
 		interval = time.Minute
 	}
@@ -33,15 +52,21 @@ func (s *Source) Run(ctx context.Context, interval time.Duration, trigger <-chan
 	failures := 0
 	for {
 		wait := interval
-		commit, _, err := s.Fetch(ctx)
+		commit, changed, err := s.Fetch(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
+			onFetch(FetchError)
 			failures++
 			wait = backoff.Policy{Base: time.Second, Max: interval}.Jittered(failures - 1)
 			s.log.Warn("git fetch failed", "remote", s.remote.name, "branch", s.branch, "err", err, "retry_in", wait)
 		default:
+			if changed {
+				onFetch(FetchChanged)
+			} else {
+				onFetch(FetchUnchanged)
+			}
 			failures = 0
 			if commit == delivered {
 				break
