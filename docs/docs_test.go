@@ -23,6 +23,7 @@ import (
 
 	"metalsync.dev/metalsync/agentapi/server"
 	"metalsync.dev/metalsync/daemon"
+	"metalsync.dev/metalsync/imagecache"
 )
 
 // unitFile is the example systemd unit, relative to docs/.
@@ -57,13 +58,16 @@ func docFiles(t *testing.T) map[string]string {
 }
 
 // registeredMetrics returns the name of every metalsync_* metric the daemon
-// can serve: those of daemon.NewMetrics' registry and the agent listener's
-// (registered through a recording Registerer).
+// can serve: those of daemon.NewMetrics' registry, the agent listener's and
+// the image cache's (registered through a recording Registerer).
 func registeredMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	rec := &recordingRegisterer{}
 	if _, err := server.New(server.Config{Key: bytes.Repeat([]byte{1}, server.MinKeyLen), Registerer: rec}); err != nil {
 		t.Fatalf("agent server: %v", err)
+	}
+	if _, err := imagecache.New(t.TempDir(), imagecache.Options{Registerer: rec}); err != nil {
+		t.Fatalf("image cache: %v", err)
 	}
 	collectors := append([]prometheus.Collector{daemon.NewMetrics().Registry}, rec.collectors...)
 	fqName := regexp.MustCompile(`fqName: "(metalsync_[^"]+)"`)

@@ -46,7 +46,8 @@ type Link struct {
 	VLANMAC    string   `json:"vlan_mac_address,omitempty"`
 }
 
-// Network types: static addresses only; the agent runs no DHCP or SLAAC.
+// Network types: static addresses only. A node on DHCP gets no networks at
+// all, and the agent asks for a DHCPv4 lease instead (no SLAAC).
 const (
 	NetworkIPv4 = "ipv4"
 	NetworkIPv6 = "ipv6"
