@@ -12,6 +12,7 @@ import (
 	"testing/fstest"
 
 	"metalsync.dev/metalsync/daemon"
+	"metalsync.dev/metalsync/fleetpage/fleetpagetest"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/schema"
 	"metalsync.dev/metalsync/test/inventorygen"
@@ -35,7 +36,7 @@ func BenchmarkFleetPage(b *testing.B) {
 	if diags.HasErrors() {
 		b.Fatal(diags)
 	}
-	f := &fakeFleet{snap: daemon.Snapshot{Revision: strings.Repeat("a", 40), Inventory: inv, Observed: reconcile.ObservedFromStatus(inv.Status), Generation: 1}}
+	f := fleetpagetest.New(daemon.Snapshot{Revision: strings.Repeat("a", 40), Inventory: inv, Observed: reconcile.ObservedFromStatus(inv.Status), Generation: 1})
 	h := newHandler(b, f, nil)
 	for _, tc := range []struct{ name, path string }{{"page", "/"}, {"api", "/api/v1/nodes"}} {
 		b.Run(tc.name, func(b *testing.B) {

@@ -15,6 +15,8 @@ import (
 
 	inventoryexample "metalsync.dev/metalsync/inventory-example"
 	"metalsync.dev/metalsync/repo/githistory"
+	"metalsync.dev/metalsync/repo/gitsource/gittest"
+	"metalsync.dev/metalsync/schema"
 )
 
 // browser starts Debian's chromium, headless, with nothing that reaches
@@ -81,7 +83,7 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 // r1-n02, in a real Git repository: the node page's history is read from
 // it.
 func exampleRepo(t *testing.T) string {
-	r := newRepo(t)
+	r := gittest.NewRepo(t)
 	files := map[string]string{}
 	err := fs.WalkDir(inventoryexample.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -94,12 +96,12 @@ func exampleRepo(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.commit("Ops Bot", "Example inventory", files)
+	r.Commit("Ops Bot", "Example inventory", files)
 	spec := "nodes/rack1/r1-n02.yaml"
-	r.commit("Alice Admin", "Redeploy r1-n02 with two more templates", map[string]string{
+	r.Commit("Alice Admin", "Redeploy r1-n02 with two more templates", map[string]string{
 		spec: strings.Replace(files[spec], "deployTemplates: [bios-performance, raid1-os]", "deployTemplates: [bios-performance, raid1-os, raid6-data-firmware]", 1),
 	})
-	return r.dir
+	return r.Dir
 }
 
 // stepTimeout bounds one browser step; generous, for a loaded 2-core
@@ -194,9 +196,7 @@ func TestBrowser(t *testing.T) {
 	srv2 := httptest.NewServer(fast)
 	defer srv2.Close()
 	do(t, ctx, "refreshing page", chromedp.Navigate(srv2.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-node="r1-n02"][data-class="busy"]`)))
-	st := f.Snapshot().Observed["r1-n02"]
-	st.ProvisionState, st.Target, st.Operation = "active", "", nil
-	f.set("r1-n02", st)
+	f.SetStatus("r1-n02", func(st *schema.NodeStatusBody) { st.ProvisionState, st.Target, st.Operation = "active", "", nil })
 	do(t, ctx, "the page refreshing itself", chromedp.WaitVisible(chromedp.CSS(`[data-node="r1-n02"][data-class="active"]`)))
 
 	// A phone: no sideways scrolling, several tiles a row, readable text.

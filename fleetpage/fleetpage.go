@@ -357,10 +357,7 @@ const (
 func (h *Handler) nodePage(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	snap := h.cfg.Fleet.Snapshot()
-	var n *schema.Node
-	if snap.Inventory != nil {
-		n = snap.Inventory.Node(name)
-	}
+	n := nodeOf(snap, name)
 	if n == nil {
 		w.WriteHeader(http.StatusNotFound)
 		h.render(w, r, "missing.html", struct {
@@ -400,6 +397,14 @@ var historyOptions = githistory.Options{
 	MaxChanges: historyChanges, MaxCommits: historyCommits,
 	// They change with every status write and say nothing.
 	Ignore: []string{"status.updated", "status.commit"},
+}
+
+// nodeOf is the node of the snapshot's revision, or nil.
+func nodeOf(snap daemon.Snapshot, name string) *schema.Node {
+	if snap.Inventory == nil {
+		return nil
+	}
+	return snap.Inventory.Node(name)
 }
 
 // nodePaths are the repository paths of n's spec and status files.
@@ -463,10 +468,7 @@ func (h *Handler) apiNodes(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) apiHistory(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	snap := h.cfg.Fleet.Snapshot()
-	var n *schema.Node
-	if snap.Inventory != nil {
-		n = snap.Inventory.Node(name)
-	}
+	n := nodeOf(snap, name)
 	if n == nil {
 		http.Error(w, fmt.Sprintf("no node %q in revision %s", name, shortRev(snap.Revision)), http.StatusNotFound)
 		return

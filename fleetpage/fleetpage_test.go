@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,41 +19,19 @@ import (
 
 	"metalsync.dev/metalsync/daemon"
 	"metalsync.dev/metalsync/fleet"
+	"metalsync.dev/metalsync/fleetpage/fleetpagetest"
 	inventoryexample "metalsync.dev/metalsync/inventory-example"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/repo/githistory"
 	"metalsync.dev/metalsync/schema"
+	"metalsync.dev/metalsync/test/tools"
 )
+
+// exampleRevision is the revision exampleFleet shows.
+const exampleRevision = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"
 
 // testNow is the fixed clock of every page in these tests.
 var testNow = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-
-// fakeFleet is a daemon's view that tests change.
-type fakeFleet struct {
-	mu   sync.Mutex
-	snap daemon.Snapshot
-}
-
-func (f *fakeFleet) Snapshot() daemon.Snapshot {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := f.snap
-	s.Observed = f.snap.Observed.Clone()
-	return s
-}
-
-func (f *fakeFleet) Generation() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.snap.Generation
-}
-
-func (f *fakeFleet) set(node string, st schema.NodeStatusBody) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.snap.Observed[node] = st
-	f.snap.Generation++
-}
 
 // fakeHistory answers every walk with one change and records the paths.
 type fakeHistory struct {
@@ -84,7 +61,7 @@ func loadExample(t testing.TB) *schema.Inventory {
 
 // exampleFleet is the example inventory in a spread of states: the page
 // must show each distinctly.
-func exampleFleet(t testing.TB) *fakeFleet {
+func exampleFleet(t testing.TB) *fleetpagetest.Fleet {
 	inv := loadExample(t)
 	obs := reconcile.Observed{}
 	stamp := testNow.Add(-90 * time.Second).Format(time.RFC3339)
@@ -100,7 +77,7 @@ func exampleFleet(t testing.TB) *fakeFleet {
 		Fault: &schema.Fault{Reason: "BMC unreachable: dial tcp 10.10.0.201:623: i/o timeout", Failures: 5, Since: stamp}}
 	obs["r2-n02"] = schema.NodeStatusBody{Updated: stamp, Power: "on", ProvisionState: "active", PlanError: "template raid1-os: no disk matches"}
 	delete(obs, "r2-n06") // never observed
-	return &fakeFleet{snap: daemon.Snapshot{Revision: "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432", Inventory: inv, Observed: obs, Generation: 1}}
+	return fleetpagetest.New(daemon.Snapshot{Revision: exampleRevision, Inventory: inv, Observed: obs, Generation: 1})
 }
 
 func newHandler(t testing.TB, f Fleet, h History) *Handler {
@@ -135,29 +112,10 @@ func TestFleetPageGolden(t *testing.T) {
 		if rec.Code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", tc.path, rec.Code, rec.Body)
 		}
-		golden(t, filepath.Join("testdata", tc.golden), rec.Body.Bytes())
+		tools.Golden(t, filepath.Join("testdata", tc.golden), rec.Body.Bytes())
 	}
 }
 
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if os.Getenv("METALSYNC_UPDATE") == "1" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with METALSYNC_UPDATE=1 to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got; METALSYNC_UPDATE=1 rewrites it):\n%s", path, d)
-	}
-}
 
 func TestFleetPage(t *testing.T) {
 	f := exampleFleet(t)
@@ -208,10 +166,10 @@ func TestFleetPage(t *testing.T) {
 	}
 
 	// A refused revision is on every page.
-	f.mu.Lock()
-	f.snap.Invalid = "abcdef0123456789abcdef0123456789abcdef01"
-	f.snap.InvalidDiagnostics = schema.Diagnostics{{Severity: schema.SevError, File: "nodes/rack1/r1-n01.yaml", Line: 9, Message: "spec.power: want \"on\" or \"off\""}}
-	f.mu.Unlock()
+	f.Update(func(s *daemon.Snapshot) {
+		s.Invalid = "abcdef0123456789abcdef0123456789abcdef01"
+		s.InvalidDiagnostics = schema.Diagnostics{{Severity: schema.SevError, File: "nodes/rack1/r1-n01.yaml", Line: 9, Message: "spec.power: want \"on\" or \"off\""}}
+	})
 	for _, p := range []string{"/", "/nodes/r1-n01"} {
 		body = get(t, h, p).Body.String()
 		if !strings.Contains(body, "Revision abcdef012345 is refused") || !strings.Contains(body, "nodes/rack1/r1-n01.yaml:9") {
@@ -221,7 +179,7 @@ func TestFleetPage(t *testing.T) {
 }
 
 func TestFleetPageBeforeFirstRevision(t *testing.T) {
-	h := newHandler(t, &fakeFleet{snap: daemon.Snapshot{Invalid: "abc", InvalidDiagnostics: schema.Diagnostics{{Severity: schema.SevError, Message: "broken"}}}}, nil)
+	h := newHandler(t, fleetpagetest.New(daemon.Snapshot{Invalid: "abc", InvalidDiagnostics: schema.Diagnostics{{Severity: schema.SevError, Message: "broken"}}}), nil)
 	rec := get(t, h, "/")
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "none loaded yet") || !strings.Contains(rec.Body.String(), "No nodes") {
 		t.Errorf("%d %s", rec.Code, rec.Body)
@@ -281,7 +239,7 @@ func TestAPI(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.FormatVersion != fleet.FormatVersion || rep.Revision != f.snap.Revision || len(rep.Nodes) != 8 || rep.Nodes[1].Operation == nil {
+	if rep.FormatVersion != fleet.FormatVersion || rep.Revision != exampleRevision || len(rep.Nodes) != 8 || rep.Nodes[1].Operation == nil {
 		t.Errorf("report: version %q revision %q, %d nodes", rep.FormatVersion, rep.Revision, len(rep.Nodes))
 	}
 	etag := rec.Header().Get("ETag")
@@ -291,7 +249,7 @@ func TestAPI(t *testing.T) {
 	if rec := get(t, h, "/api/v1/nodes", "If-None-Match", etag); rec.Code != http.StatusOK {
 		t.Errorf("another selector with the same ETag: %d, want 200", rec.Code)
 	}
-	f.set("r1-n01", schema.NodeStatusBody{ProvisionState: "active", Power: "off"})
+	f.SetStatus("r1-n01", func(st *schema.NodeStatusBody) { st.Power = "off" })
 	if rec := get(t, h, "/api/v1/nodes?l=rack%3Drack1", "If-None-Match", etag); rec.Code != http.StatusOK || rec.Header().Get("ETag") == etag {
 		t.Errorf("changed: %d, ETag %s", rec.Code, rec.Header().Get("ETag"))
 	}

@@ -10,32 +10,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"metalsync.dev/metalsync/internal/clock/clocktest"
+	"metalsync.dev/metalsync/test/tools"
 )
-
-// syncBuffer is a log destination the preparations' goroutines share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
-}
 
 // evictions reads the eviction counter from reg.
 func evictions(t *testing.T, reg *prometheus.Registry) float64 {
@@ -101,7 +83,7 @@ func TestEviction(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			clk := clocktest.New(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
-			var logs syncBuffer
+			var logs tools.SyncBuffer
 			reg := prometheus.NewRegistry()
 			// unit is what one image takes on disk here, learnt from the
 			// first one stored.
@@ -198,7 +180,7 @@ func TestEviction(t *testing.T) {
 			if int(total) != tt.evict {
 				t.Errorf("counted %v evictions, want %d", total, tt.evict)
 			}
-			if n := logs.count("msg=\"image evicted\""); n != tt.evict {
+			if n := strings.Count(logs.String(), "msg=\"image evicted\""); n != tt.evict {
 				t.Errorf("logged %d evictions, want %d", n, tt.evict)
 			}
 			// A file held open still reads the whole image.

@@ -107,7 +107,7 @@ func TestMediaConsumers(t *testing.T) {
 				}
 				checkSummary(t, topo, summary)
 				checkRenderedNetwork(t, f, topo, rendered)
-				compareGolden(t, filepath.Join("testdata", "golden", topo.name+"."+string(f)+".txtar"), txtar.Format(ar))
+				tools.Golden(t, filepath.Join("testdata", "golden", topo.name+"."+string(f)+".txtar"), txtar.Format(ar))
 			})
 		}
 	}
@@ -238,22 +238,3 @@ func readTree(t *testing.T, root string) (map[string]string, string) {
 	return files, listing.String()
 }
 
-func compareGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if os.Getenv("METALSYNC_UPDATE") == "1" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with METALSYNC_UPDATE=1 to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got; METALSYNC_UPDATE=1 rewrites it):\n%s", path, diff)
-	}
-}

@@ -8,47 +8,18 @@ import (
 	"io"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"metalsync.dev/metalsync/daemon"
 	"metalsync.dev/metalsync/fleet"
 	"metalsync.dev/metalsync/fleetpage"
+	"metalsync.dev/metalsync/fleetpage/fleetpagetest"
 	inventoryexample "metalsync.dev/metalsync/inventory-example"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/schema"
 )
 
-// testFleet is a daemon's view for `status --server`.
-type testFleet struct {
-	mu   sync.Mutex
-	snap daemon.Snapshot
-}
-
-func (f *testFleet) Snapshot() daemon.Snapshot {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := f.snap
-	s.Observed = f.snap.Observed.Clone()
-	return s
-}
-
-func (f *testFleet) Generation() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.snap.Generation
-}
-
-func (f *testFleet) setPower(node, power string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := f.snap.Observed[node]
-	st.Power = power
-	f.snap.Observed[node] = st
-	f.snap.Generation++
-}
-
-func exampleDaemon(t *testing.T) (*testFleet, string) {
+func exampleDaemon(t *testing.T) (*fleetpagetest.Fleet, string) {
 	t.Helper()
 	inv, diags := (&schema.Loader{}).Load(inventoryexample.FS)
 	if diags.HasErrors() {
@@ -58,7 +29,7 @@ func exampleDaemon(t *testing.T) (*testFleet, string) {
 	for _, n := range inv.Nodes {
 		obs[n.Name()] = schema.NodeStatusBody{Power: "off", ProvisionState: "manageable"}
 	}
-	f := &testFleet{snap: daemon.Snapshot{Revision: strings.Repeat("ab", 20), Inventory: inv, Observed: obs, Generation: 1}}
+	f := fleetpagetest.New(daemon.Snapshot{Revision: strings.Repeat("ab", 20), Inventory: inv, Observed: obs, Generation: 1})
 	h, err := fleetpage.New(fleetpage.Config{Fleet: f})
 	if err != nil {
 		t.Fatal(err)
@@ -86,16 +57,15 @@ func TestStatusServer(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var rep fleet.Report
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Nodes) != 14 || rep.Revision != f.snap.Revision {
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Nodes) != 14 || rep.Revision != strings.Repeat("ab", 20) {
 		t.Errorf("json: %v, %d nodes, revision %q", err, len(rep.Nodes), rep.Revision)
 	}
 
 	// A refused revision is said on stderr; the table still prints.
-	f.mu.Lock()
-	f.snap.Invalid = strings.Repeat("cd", 20)
-	f.snap.InvalidDiagnostics = schema.Diagnostics{{Severity: schema.SevError, File: "nodes/x.yaml", Line: 3, Message: "broken"}}
-	f.snap.Generation++
-	f.mu.Unlock()
+	f.Update(func(s *daemon.Snapshot) {
+		s.Invalid = strings.Repeat("cd", 20)
+		s.InvalidDiagnostics = schema.Diagnostics{{Severity: schema.SevError, File: "nodes/x.yaml", Line: 3, Message: "broken"}}
+	})
 	out.Reset()
 	errb.Reset()
 	if code := runStatus(t.Context(), []string{"--server", url}, env); code != exitOK || !strings.Contains(errb.String(), "revision cdcdcdcdcdcd is refused; the daemon still reconciles abababababab") || !strings.Contains(errb.String(), "nodes/x.yaml:3") {
@@ -151,7 +121,7 @@ func TestStatusServerWatch(t *testing.T) {
 		t.Fatalf("no row of r1-n04 with %q: %v", want, lines.Err())
 	}
 	waitFor(" on/off ")
-	f.setPower("r1-n04", "on")
+	f.SetStatus("r1-n04", func(st *schema.NodeStatusBody) { st.Power = "on" })
 	waitFor(" on/on ")
 	cancel()
 	go io.Copy(io.Discard, pr)

@@ -2,9 +2,6 @@ package githistory
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5"
@@ -13,43 +10,6 @@ import (
 
 	"metalsync.dev/metalsync/repo/gitsource/gittest"
 )
-
-// gitRepo is a real repository, committed to with the git CLI.
-type gitRepo struct {
-	t   *testing.T
-	dir string
-}
-
-func newRepo(t *testing.T) *gitRepo {
-	t.Helper()
-	r := &gitRepo{t: t, dir: t.TempDir()}
-	gittest.Git(t, r.dir, "init", "-q", "-b", "main")
-	return r
-}
-
-func (r *gitRepo) git(args ...string) string {
-	r.t.Helper()
-	return gittest.Git(r.t, r.dir, args...)
-}
-
-// commit writes files ("" deletes) and commits them as author.
-func (r *gitRepo) commit(author, msg string, files map[string]string) string {
-	r.t.Helper()
-	write := map[string]string{}
-	for name, data := range files {
-		if data == "" {
-			if err := os.Remove(filepath.Join(r.dir, name)); err != nil {
-				r.t.Fatal(err)
-			}
-			continue
-		}
-		write[name] = data
-	}
-	gittest.WriteFiles(r.t, r.dir, write)
-	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", msg, "--author", author+" <"+strings.ReplaceAll(author, " ", ".")+"@example.net>")
-	return r.git("rev-parse", "HEAD")
-}
 
 func walk(t *testing.T, dir string, paths []string, opt Options) Result {
 	t.Helper()
@@ -74,15 +34,15 @@ const (
 )
 
 func TestWalk(t *testing.T) {
-	r := newRepo(t)
-	c1 := r.commit("alice", "enroll n1", map[string]string{spec: "kind: Node\nspec:\n  power: \"off\"\n  labels: {rack: rack1}\n", "nodes/rack1/n2.yaml": "kind: Node\n"})
-	r.commit("bob", "n2 only", map[string]string{"nodes/rack1/n2.yaml": "kind: Node\nspec: {}\n"})
-	c3 := r.commit("metalsync", "status: n1 enroll -> manageable\n\nbody", map[string]string{status: "status:\n  provisionState: manageable\n  updated: t1\n"})
-	c4 := r.commit("alice", "power n1 on, drop label", map[string]string{spec: "kind: Node\nspec:\n  power: on\n  traits: [A, B]\n"})
-	c5 := r.commit("metalsync", "status: n1 gone", map[string]string{status: ""})
-	r.commit("carol", "nothing of n1", map[string]string{"README": "x\n"})
+	r := gittest.NewRepo(t)
+	c1 := r.Commit("alice", "enroll n1", map[string]string{spec: "kind: Node\nspec:\n  power: \"off\"\n  labels: {rack: rack1}\n", "nodes/rack1/n2.yaml": "kind: Node\n"})
+	r.Commit("bob", "n2 only", map[string]string{"nodes/rack1/n2.yaml": "kind: Node\nspec: {}\n"})
+	c3 := r.Commit("metalsync", "status: n1 enroll -> manageable\n\nbody", map[string]string{status: "status:\n  provisionState: manageable\n  updated: t1\n"})
+	c4 := r.Commit("alice", "power n1 on, drop label", map[string]string{spec: "kind: Node\nspec:\n  power: on\n  traits: [A, B]\n"})
+	c5 := r.Commit("metalsync", "status: n1 gone", map[string]string{status: ""})
+	r.Commit("carol", "nothing of n1", map[string]string{"README": "x\n"})
 
-	res := walk(t, r.dir, []string{spec, status}, Options{Ignore: []string{"status.updated"}})
+	res := walk(t, r.Dir, []string{spec, status}, Options{Ignore: []string{"status.updated"}})
 	want := []Change{
 		{Commit: c5, Author: "metalsync", Subject: "status: n1 gone", Files: []FileChange{{Path: status, Deleted: true}}},
 		{Commit: c4, Author: "alice", Subject: "power n1 on, drop label", Files: []FileChange{{Path: spec, Fields: []Field{
@@ -102,10 +62,10 @@ func TestWalk(t *testing.T) {
 	}
 
 	// Bounds: the newest change only, or the newest two commits only.
-	if res := walk(t, r.dir, []string{spec, status}, Options{MaxChanges: 1}); len(res.Changes) != 1 || res.Complete {
+	if res := walk(t, r.Dir, []string{spec, status}, Options{MaxChanges: 1}); len(res.Changes) != 1 || res.Complete {
 		t.Errorf("MaxChanges 1: %d changes, complete %v", len(res.Changes), res.Complete)
 	}
-	if res := walk(t, r.dir, []string{spec, status}, Options{MaxCommits: 2}); len(res.Changes) != 1 || res.Scanned != 2 || res.Complete {
+	if res := walk(t, r.Dir, []string{spec, status}, Options{MaxCommits: 2}); len(res.Changes) != 1 || res.Scanned != 2 || res.Complete {
 		t.Errorf("MaxCommits 2: %d changes, %d scanned, complete %v", len(res.Changes), res.Scanned, res.Complete)
 	}
 }
@@ -114,12 +74,12 @@ func TestWalk(t *testing.T) {
 // stops at its edge, says the history is incomplete, and claims nothing
 // about the edge commit.
 func TestWalkShallow(t *testing.T) {
-	r := newRepo(t)
-	r.commit("alice", "enroll", map[string]string{spec: "spec: {power: \"off\"}\n"})
-	r.commit("alice", "power on", map[string]string{spec: "spec: {power: \"on\"}\n"})
-	c3 := r.commit("bob", "power off", map[string]string{spec: "spec: {power: \"off\"}\n"})
+	r := gittest.NewRepo(t)
+	r.Commit("alice", "enroll", map[string]string{spec: "spec: {power: \"off\"}\n"})
+	r.Commit("alice", "power on", map[string]string{spec: "spec: {power: \"on\"}\n"})
+	c3 := r.Commit("bob", "power off", map[string]string{spec: "spec: {power: \"off\"}\n"})
 	clone := t.TempDir()
-	r.git("clone", "-q", "--depth", "2", "file://"+r.dir, clone)
+	gittest.Git(t, r.Dir, "clone", "-q", "--depth", "2", "file://"+r.Dir, clone)
 	res := walk(t, clone, []string{spec}, Options{})
 	if res.Complete || res.Scanned != 2 || len(res.Changes) != 1 || res.Changes[0].Commit != c3 {
 		t.Errorf("shallow: complete %v, scanned %d, changes %+v", res.Complete, res.Scanned, res.Changes)
@@ -129,11 +89,11 @@ func TestWalkShallow(t *testing.T) {
 // TestWalkOddFiles: a path that is a directory, a file where a directory
 // should be, and a file that is not YAML do not fail the walk.
 func TestWalkOddFiles(t *testing.T) {
-	r := newRepo(t)
-	r.commit("alice", "odd", map[string]string{"status/x/y.yaml": "a: 1\n", "nodes": "not a dir\n", "n.yaml": "[1, 2]\n"})
-	r.commit("alice", "odder", map[string]string{"n.yaml": "key: [unclosed\n"})
-	r.commit("alice", "oddest", map[string]string{"n.yaml": "1: 2\n"})
-	res := walk(t, r.dir, []string{"status/x", "nodes/n1.yaml", "n.yaml"}, Options{})
+	r := gittest.NewRepo(t)
+	r.Commit("alice", "odd", map[string]string{"status/x/y.yaml": "a: 1\n", "nodes": "not a dir\n", "n.yaml": "[1, 2]\n"})
+	r.Commit("alice", "odder", map[string]string{"n.yaml": "key: [unclosed\n"})
+	r.Commit("alice", "oddest", map[string]string{"n.yaml": "1: 2\n"})
+	res := walk(t, r.Dir, []string{"status/x", "nodes/n1.yaml", "n.yaml"}, Options{})
 	if len(res.Changes) != 3 {
 		t.Fatalf("changes: %+v", res.Changes)
 	}

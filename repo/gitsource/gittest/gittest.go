@@ -205,3 +205,39 @@ func HTTPS(tb testing.TB, base, user, pass string) (url, caFile string) {
 	}
 	return srv.URL, caFile
 }
+
+// Repo is a repository with a work tree, committed to as people would.
+type Repo struct {
+	tb  testing.TB
+	Dir string
+}
+
+// NewRepo makes an empty repository on main in a new temporary directory.
+func NewRepo(tb testing.TB) *Repo {
+	tb.Helper()
+	r := &Repo{tb: tb, Dir: tb.TempDir()}
+	Git(tb, r.Dir, "init", "--quiet", "--initial-branch=main")
+	return r
+}
+
+// Commit writes files (path → content; "" deletes the file), commits
+// everything as author ("Name" becomes "Name <Name@example.net>" with
+// spaces as dots) and returns the new commit's hash.
+func (r *Repo) Commit(author, msg string, files map[string]string) string {
+	r.tb.Helper()
+	write := map[string]string{}
+	for name, data := range files {
+		if data != "" {
+			write[name] = data
+			continue
+		}
+		if err := os.Remove(filepath.Join(r.Dir, filepath.FromSlash(name))); err != nil {
+			r.tb.Fatal(err)
+		}
+	}
+	WriteFiles(r.tb, r.Dir, write)
+	Git(r.tb, r.Dir, "add", "-A")
+	email := strings.ReplaceAll(author, " ", ".") + "@example.net"
+	Git(r.tb, r.Dir, "commit", "--quiet", "--allow-empty", "-m", msg, "--author", author+" <"+email+">")
+	return Git(r.tb, r.Dir, "rev-parse", "HEAD")
+}
