@@ -116,7 +116,6 @@ func TestFleetPageGolden(t *testing.T) {
 	}
 }
 
-
 func TestFleetPage(t *testing.T) {
 	f := exampleFleet(t)
 	h := newHandler(t, f, &fakeHistory{})

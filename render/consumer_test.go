@@ -237,4 +237,3 @@ func readTree(t *testing.T, root string) (map[string]string, string) {
 	}
 	return files, listing.String()
 }
-

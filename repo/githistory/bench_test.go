@@ -19,7 +19,9 @@ import (
 //	go test ./repo/githistory -run '^$' -bench Walk -benchmem
 func BenchmarkWalk(b *testing.B) {
 	st := memory.NewStorage()
-	put := func(o interface{ Encode(plumbing.EncodedObject) error }) plumbing.Hash {
+	put := func(o interface {
+		Encode(plumbing.EncodedObject) error
+	}) plumbing.Hash {
 		obj := st.NewEncodedObject()
 		if err := o.Encode(obj); err != nil {
 			b.Fatal(err)
