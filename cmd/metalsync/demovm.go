@@ -52,6 +52,9 @@ type vmDemo struct {
 	checksum string
 	// diskSize is each disk's size (default vmDiskSize).
 	diskSize int64
+	// dhcp puts the node on DHCP (QEMU's own server) instead of the
+	// static network on its media.
+	dhcp bool
 }
 
 func (v *vmDemo) close() {
@@ -245,6 +248,10 @@ func (v *vmDemo) seed(ctx context.Context) (demoRepo, error) {
 		"templates/raid1-os.yaml":       vmTemplate,
 		"nodes/lab/" + vmNode + ".yaml": fmt.Sprintf(vmNodeFile, vmNode, v.bmcs.Listener(vmNode).BMCURL(vmNode), v.image, v.checksum, vmMAC),
 	}
+	if v.dhcp {
+		node := files["nodes/lab/"+vmNode+".yaml"]
+		files["nodes/lab/"+vmNode+".yaml"] = node[:strings.Index(node, "  network:\n")] + fmt.Sprintf(vmDHCPNetwork, vmMAC)
+	}
 	for name, body := range files {
 		p := filepath.Join(r.work, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -340,6 +347,15 @@ spec:
     - interface: deploy
       step: erase_devices_metadata
       priority: 98
+`
+
+// vmDHCPNetwork replaces vmNodeFile's network for a node on DHCP.
+const vmDHCPNetwork = `  network:
+    dhcp: true
+    links:
+      - name: nic0
+        type: phy
+        mac: "%s"
 `
 
 const vmNodeFile = `apiVersion: metalsync.dev/v1alpha1

@@ -226,6 +226,35 @@ func TestVMDaemonRestartDuringWrite(t *testing.T) {
 	}
 }
 
+// TestVMDHCP: a node on DHCP deploys through the real agent. Its media is
+// made per node (it carries the agent's token) with no network in it, and
+// the agent takes a DHCPv4 lease from QEMU's own server.
+func TestVMDHCP(t *testing.T) {
+	requireVMTools(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	v := &vmDemo{dir: t.TempDir(), dhcp: true}
+	defer v.close()
+	keepVMLogs(t, v)
+	var out tools.SyncBuffer
+	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
+	_, dd, err := v.start(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dd.stop()
+	if err := v.waitDeployed(ctx, 10*time.Minute, dd, env); err != nil {
+		t.Fatalf("%v\n%s", err, tail(out.String(), 60))
+	}
+	if _, err := v.machine.WaitConsole(ctx, vmImageMarker, 0); err != nil {
+		t.Fatalf("the deployed image never booted: %v", err)
+	}
+	console := strings.Join(v.machine.Console(), "\n")
+	if !regexp.MustCompile(`dhcp lease.*address=10\.0\.2\.15`).MatchString(console) {
+		t.Errorf("the agent took no DHCP lease of 10.0.2.15; console:\n%s", tail(console, 40))
+	}
+}
+
 func readFile(p string) []byte {
 	b, _ := os.ReadFile(p)
 	return b
