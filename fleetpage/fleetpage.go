@@ -40,10 +40,19 @@ type History interface {
 	Walk(ctx context.Context, paths []string, opt githistory.Options) (githistory.Result, error)
 }
 
+// AgentLogs reads what the deploy agent logged on a node;
+// *server.Server (agentapi) implements it.
+type AgentLogs interface {
+	LogTail(node string, limit int64) (tail []byte, partial bool, err error)
+}
+
 // Config wires a Handler.
 type Config struct {
 	Fleet   Fleet
 	History History
+	// AgentLogs, when set, puts the end of the node's agent log on its
+	// page.
+	AgentLogs AgentLogs
 	Logger  *slog.Logger
 	// Refresh is how often pages reload themselves; 0 means 15s.
 	Refresh time.Duration
@@ -341,7 +350,15 @@ type nodeView struct {
 	HistErr   string
 	NoHistory bool
 	Paths     []string
+	// AgentLog is the end of the deploy agent's log; AgentLogPartial says
+	// earlier lines were left out.
+	AgentLog        string
+	AgentLogPartial bool
+	AgentLogErr     string
 }
+
+// agentLogTail is how much of an agent log a node page shows.
+const agentLogTail = 64 << 10
 
 type stepView struct {
 	Name  string
@@ -378,6 +395,13 @@ func (h *Handler) nodePage(w http.ResponseWriter, r *http.Request) {
 				v.Inventory = string(b)
 			}
 		}
+	}
+	if h.cfg.AgentLogs != nil {
+		b, partial, err := h.cfg.AgentLogs.LogTail(name, agentLogTail)
+		if err != nil {
+			v.AgentLogErr = err.Error()
+		}
+		v.AgentLog, v.AgentLogPartial = string(b), partial
 	}
 	v.Paths = nodePaths(snap.Inventory, n)
 	if h.cfg.History == nil {

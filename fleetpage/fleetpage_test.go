@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,20 @@ func (h *fakeHistory) Walk(_ context.Context, paths []string, _ githistory.Optio
 		When: testNow.Add(-time.Hour), Subject: "power r1-n04 off <b>now</b>",
 		Files: []githistory.FileChange{{Path: paths[0], Fields: []githistory.Field{{Path: "spec.power", Old: "on", New: "off"}}}},
 	}}}, nil
+}
+
+// fakeAgentLogs holds each node's agent log.
+type fakeAgentLogs map[string]string
+
+func (f fakeAgentLogs) LogTail(node string, limit int64) ([]byte, bool, error) {
+	if node == "r2-n03" {
+		return nil, false, errors.New("agent log of r2-n03: permission denied")
+	}
+	b := f[node]
+	if int64(len(b)) > limit {
+		return []byte(b[int64(len(b))-limit:]), true, nil
+	}
+	return []byte(b), false, nil
 }
 
 func loadExample(t testing.TB) *schema.Inventory {
@@ -214,6 +229,26 @@ func TestNodePage(t *testing.T) {
 	body = get(t, h, "/nodes/r2-n01").Body.String()
 	if !strings.Contains(body, "BMC unreachable") || !strings.Contains(body, "5 failures") {
 		t.Error("the fault is not on the node page")
+	}
+
+	// The agent's log, escaped, when there is one; a read error is said.
+	logs := fakeAgentLogs{"r1-n02": "agent 1.0 starting\nwrite_image: 12% <of> 4 GiB\n", "r1-n03": strings.Repeat("x", agentLogTail+10)}
+	withLogs, err := New(Config{Fleet: exampleFleet(t), AgentLogs: logs, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ node, want string }{
+		{"r1-n02", "write_image: 12% &lt;of&gt; 4 GiB"},
+		{"r1-n02", "as the agent sent it"},
+		{"r1-n03", "the last 64 KiB"},
+		{"r2-n03", "Reading the agent log failed: agent log of r2-n03: permission denied"},
+	} {
+		if body := get(t, withLogs, "/nodes/"+tc.node).Body.String(); !strings.Contains(body, tc.want) {
+			t.Errorf("%s's page lacks %q", tc.node, tc.want)
+		}
+	}
+	if body := get(t, withLogs, "/nodes/r1-n01").Body.String(); strings.Contains(body, "agent-log") {
+		t.Error("a node without an agent log shows an agent log section")
 	}
 
 	// Without Git history the page says so.

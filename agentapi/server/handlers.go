@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -271,4 +272,36 @@ func validResult(r agentapi.Result) error {
 		return fmt.Errorf("state %q: want running, succeeded or failed", r.State)
 	}
 	return nil
+}
+
+// LogTail returns the end of node's agent log, at most limit bytes
+// starting at a line, and whether earlier lines were left out; nil when
+// the node has no log.
+func (s *Server) LogTail(node string, limit int64) ([]byte, bool, error) {
+	if s.logDir == "" || !safeName.MatchString(node) {
+		return nil, false, nil
+	}
+	f, err := os.Open(filepath.Join(s.logDir, node+".log"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("agent log of %s: %w", node, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, fmt.Errorf("agent log of %s: %w", node, err)
+	}
+	off := max(fi.Size()-limit, 0)
+	b := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, fmt.Errorf("agent log of %s: %w", node, err)
+	}
+	if off > 0 {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return b, off > 0, nil
 }

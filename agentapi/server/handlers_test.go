@@ -112,6 +112,25 @@ func TestAgentLog(t *testing.T) {
 		t.Fatalf("n1.log (-want +got):\n%s", diff)
 	}
 
+	// The fleet page reads the end of it, from a line's start.
+	for _, tc := range []struct {
+		node    string
+		limit   int64
+		want    string
+		partial bool
+	}{
+		{"n1", 1 << 20, want, false},
+		{"n1", 30, "no newline at the end\n", true},
+		{"n1", int64(len(want)), want, false},
+		{"nobody", 100, "", false},
+		{"../n1", 100, "", false},
+	} {
+		got, partial, err := e.srv.LogTail(tc.node, tc.limit)
+		if err != nil || string(got) != tc.want || partial != tc.partial {
+			t.Errorf("LogTail(%q, %d) = %q, %v, %v; want %q, %v", tc.node, tc.limit, got, partial, err, tc.want, tc.partial)
+		}
+	}
+
 	// Without a log dir the lines go to the server's log, token blanked.
 	e2 := newEnv(t, "", func(c *Config) { c.LogDir = "" })
 	a2 := e2.allow(t, "n1", "e1")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"metalsync.dev/metalsync/test/tools"
 	"os"
 	"os/exec"
@@ -252,6 +254,16 @@ func TestVMDHCP(t *testing.T) {
 	console := strings.Join(v.machine.Console(), "\n")
 	if !regexp.MustCompile(`dhcp lease.*address=10\.0\.2\.15`).MatchString(console) {
 		t.Errorf("the agent took no DHCP lease of 10.0.2.15; console:\n%s", tail(console, 40))
+	}
+	// The node's page on the fleet page shows the agent's log.
+	resp, err := http.Get("http://" + dd.s.addr.String() + "/nodes/" + vmNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`(?s)<pre id="agent-log-lines">.*write_image`).Match(page) {
+		t.Errorf("the node page lacks the agent's log of write_image:\n%s", tail(string(page), 40))
 	}
 }
 

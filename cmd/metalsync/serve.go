@@ -172,7 +172,7 @@ func serve(ctx context.Context, a serveArgs, env *Env, log *slog.Logger, started
 		// state read here is exactly what this pass left.
 		d.OnPass(func(rep apply.Report) { a.onPass(rep, d.Observed()) })
 	}
-	mux, err := buildHTTP(a, env, d, in, media, metrics, trigger, log)
+	mux, err := buildHTTP(a, env, d, in, agents, media, metrics, trigger, log)
 	if err != nil {
 		return err
 	}

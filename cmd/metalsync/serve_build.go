@@ -264,8 +264,12 @@ func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loade
 
 // buildHTTP returns the handler of the daemon's one listener: metrics,
 // health, boot media and, with --webhook-secret-env, the webhook.
-func buildHTTP(a serveArgs, env *Env, d *daemon.Daemon, in inventoryIO, media http.Handler, metrics *daemon.Metrics, trigger chan struct{}, log *slog.Logger) (http.Handler, error) {
-	page, err := fleetpage.New(fleetpage.Config{Fleet: d, History: in.history, Logger: log})
+func buildHTTP(a serveArgs, env *Env, d *daemon.Daemon, in inventoryIO, agents *agentStack, media http.Handler, metrics *daemon.Metrics, trigger chan struct{}, log *slog.Logger) (http.Handler, error) {
+	pageCfg := fleetpage.Config{Fleet: d, History: in.history, Logger: log}
+	if agents != nil {
+		pageCfg.AgentLogs = agents.srv
+	}
+	page, err := fleetpage.New(pageCfg)
 	if err != nil {
 		return nil, err
 	}
