@@ -53,7 +53,7 @@ type Config struct {
 	// AgentLogs, when set, puts the end of the node's agent log on its
 	// page.
 	AgentLogs AgentLogs
-	Logger  *slog.Logger
+	Logger    *slog.Logger
 	// Refresh is how often pages reload themselves; 0 means 15s.
 	Refresh time.Duration
 	// Now is the clock for ages; nil means time.Now.
