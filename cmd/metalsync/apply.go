@@ -48,7 +48,7 @@ func parseApply(args []string, env *Env) (applyArgs, int) {
 	fs.StringVar(&a.mediaURL, "media-url", "", "with --media-listen: the base URL BMCs reach it at (default: the listener's address)")
 	fs.BoolVar(&a.lock, "lock", true, "take the fleet's lease before acting; --lock=false lets two runs act on the same machines at once (dangerous)")
 	fs.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for a lease another run holds (default: refuse at once)")
-	a.remote.register(fs)
+	a.remote.register(fs, " (for the lease)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: metalsync apply [flags] [DIR|PLANFILE]\n\nPlans (or reads a plan saved with `metalsync plan -o`), shows it, asks for\nconfirmation, carries it out and writes status files into DIR/status.\nA saved plan is refused when the inventory or the status has moved.\n\nBefore acting it takes the fleet's lease: in the Git remote DIR is a clone\nof (refs/metalsync/lease), else in DIR/.metalsync.lease. A run that finds\nit held is refused; `metalsync unlock` breaks a lease left by a dead run.")
 		fs.PrintDefaults()

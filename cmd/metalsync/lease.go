@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,28 +21,43 @@ import (
 // every third of it while the run acts.
 const applyLeaseTTL = 2 * time.Minute
 
-// remoteFlags are the credentials for an inventory remote, as serve takes
-// them; apply and unlock use them to reach the remote that holds the lease.
+// remoteFlags are the credentials for an inventory remote: serve follows
+// it; apply and unlock reach the remote that holds the lease.
 type remoteFlags struct {
-	sshKey         string
-	knownHosts     string
-	gitUsername    string
-	gitPasswordEnv string
+	sshKey           string
+	sshPassphraseEnv string
+	knownHosts       string
+	gitUsername      string
+	gitPasswordEnv   string
+	gitCAFile        string
 }
 
-func (r *remoteFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&r.sshKey, "ssh-key", "", "private key file for an SSH inventory remote (for the lease)")
-	fs.StringVar(&r.knownHosts, "known-hosts", "", "known_hosts file with the SSH remote's host key (for the lease)")
-	fs.StringVar(&r.gitUsername, "git-username", "", "HTTP username for an https inventory remote (for the lease)")
-	fs.StringVar(&r.gitPasswordEnv, "git-password-env", "", "environment variable holding the HTTP password or token (for the lease)")
+// register adds the flags; purpose ends each help line (" (for the
+// lease)", or "").
+func (r *remoteFlags) register(fs *flag.FlagSet, purpose string) {
+	fs.StringVar(&r.sshKey, "ssh-key", "", "private key file for an SSH inventory remote"+purpose)
+	fs.StringVar(&r.sshPassphraseEnv, "ssh-key-passphrase-env", "", "environment variable holding the passphrase of --ssh-key"+purpose)
+	fs.StringVar(&r.knownHosts, "known-hosts", "", "known_hosts file with the SSH remote's host key (required for SSH)"+purpose)
+	fs.StringVar(&r.gitUsername, "git-username", "", "HTTP username for an https inventory remote"+purpose)
+	fs.StringVar(&r.gitPasswordEnv, "git-password-env", "", "environment variable holding the HTTP password or token"+purpose)
+	fs.StringVar(&r.gitCAFile, "git-ca-file", "", "PEM file of CA certificates trusted for an https remote, besides the system's (a private Git host)"+purpose)
 }
 
 func (r remoteFlags) auth(env *Env) gitsource.Auth {
-	a := gitsource.Auth{Username: r.gitUsername, SSHKeyFile: r.sshKey, KnownHostsFile: r.knownHosts}
+	a := gitsource.Auth{Username: r.gitUsername, SSHKeyFile: r.sshKey, KnownHostsFile: r.knownHosts, CAFile: r.gitCAFile}
 	if r.gitPasswordEnv != "" {
 		a.Password = secret.Value(env.Getenv(r.gitPasswordEnv))
 	}
+	if r.sshPassphraseEnv != "" {
+		a.SSHKeyPassphrase = secret.Value(env.Getenv(r.sshPassphraseEnv))
+	}
 	return a
+}
+
+// secretEnvs are the variables the flags name that hold secrets: credential
+// sets may not read them.
+func (r remoteFlags) secretEnvs() []string {
+	return slices.DeleteFunc([]string{r.gitPasswordEnv, r.sshPassphraseEnv}, func(s string) bool { return s == "" })
 }
 
 // leaseOfRepo is the lease of the inventory at a remote URL.

@@ -27,11 +27,8 @@ import (
 
 // serveArgs are the flags of `metalsync serve`.
 type serveArgs struct {
-	repo, branch     string
-	sshKey           string
-	knownHosts       string
-	gitUsername      string
-	gitPasswordEnv   string
+	repo, branch string
+	remoteFlags
 	webhookSecretEnv string
 	local            string
 	listen           string
@@ -57,10 +54,7 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	a := serveArgs{}
 	fs.StringVar(&a.repo, "repo", "", "URL of the inventory repository (https://, ssh://, git@host:path, git://, file://)")
 	fs.StringVar(&a.branch, "branch", "main", "branch to follow")
-	fs.StringVar(&a.sshKey, "ssh-key", "", "private key file for an SSH remote")
-	fs.StringVar(&a.knownHosts, "known-hosts", "", "known_hosts file with the SSH remote's host key (required for SSH)")
-	fs.StringVar(&a.gitUsername, "git-username", "", "HTTP username for an https remote")
-	fs.StringVar(&a.gitPasswordEnv, "git-password-env", "", "environment variable holding the HTTP password or token")
+	a.remoteFlags.register(fs, "")
 	fs.StringVar(&a.webhookSecretEnv, "webhook-secret-env", "", "environment variable holding the webhook secret; enables POST /webhook")
 	fs.StringVar(&a.local, "local", "", "follow a local working directory instead of a remote (status goes to DIR/status)")
 	fs.StringVar(&a.listen, "listen", "", "HTTP listen address (default: the site's first listen address, else [::]:8080)")

@@ -18,7 +18,6 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 
 	"metalsync.dev/metalsync/credentials"
-	"metalsync.dev/metalsync/credentials/secret"
 	"metalsync.dev/metalsync/daemon"
 	"metalsync.dev/metalsync/fleetpage"
 	"metalsync.dev/metalsync/reconcile/apply"
@@ -137,14 +136,6 @@ func buildGitSource(a serveArgs, env *Env, log *slog.Logger) (*gitsource.Source,
 }
 
 // auth is the credentials for the inventory's remote.
-func (a serveArgs) auth(env *Env) gitsource.Auth {
-	auth := gitsource.Auth{Username: a.gitUsername, SSHKeyFile: a.sshKey, KnownHostsFile: a.knownHosts}
-	if a.gitPasswordEnv != "" {
-		auth.Password = secret.Value(env.Getenv(a.gitPasswordEnv))
-	}
-	return auth
-}
-
 // headSite reads the site file of the branch head, which says where status
 // goes and who signs it, once before starting. It is nil when the head has
 // no valid site file.
@@ -226,7 +217,7 @@ func buildExecutor(a serveArgs, env *Env, cur *currentRevision, media apply.Medi
 				return os.ReadFile(name)
 			}
 			return cur.ReadFile(name) // an ageFile of the revision being reconciled
-		}, Reserved: slices.DeleteFunc([]string{a.webhookSecretEnv, a.gitPasswordEnv}, func(s string) bool { return s == "" })},
+		}, Reserved: slices.DeleteFunc(append([]string{a.webhookSecretEnv}, a.secretEnvs()...), func(s string) bool { return s == "" })},
 		AgentFor: func(driver string) apply.Agent {
 			switch {
 			case a.simulateAgent || driver == "fake":

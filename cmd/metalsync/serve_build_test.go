@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -71,4 +72,57 @@ func fetchCounts(t *testing.T, m *daemon.Metrics) map[string]float64 {
 		}
 	}
 	return got
+}
+
+// TestServePrivateGitHost: serve follows an https remote whose certificate
+// comes from a private CA only with --git-ca-file, and takes the token
+// from the variable --git-password-env names, never from the command line.
+func TestServePrivateGitHost(t *testing.T) {
+	base := t.TempDir()
+	gittest.Seed(t, base, "inv.git", map[string]string{"nodes/n1.yaml": "kind: Node\n"})
+	url, caFile := gittest.HTTPS(t, base, "metalsync", "tok-Secret-42")
+	vars := map[string]string{"GIT_TOKEN": "tok-Secret-42"}
+	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard}, Getenv: func(k string) string { return vars[k] }}
+	args := []string{"--repo", url + "/inv.git", "--git-username", "metalsync", "--git-password-env", "GIT_TOKEN"}
+	build := func(extra ...string) error {
+		a, code := parseServe(append(slices.Clone(args), extra...), env)
+		if code >= 0 {
+			t.Fatalf("parseServe exit %d", code)
+		}
+		_, err := buildGitIO(t.Context(), a, env, &schema.Loader{}, daemon.NewMetrics(), slog.New(slog.DiscardHandler))
+		return err
+	}
+	if err := build(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("without --git-ca-file: %v, want a certificate error", err)
+	}
+	if err := build("--git-ca-file", caFile); err != nil {
+		t.Errorf("with --git-ca-file: %v", err)
+	}
+	vars["GIT_TOKEN"] = "wrong"
+	if err := build("--git-ca-file", caFile); err == nil || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("wrong token: %v, want an error that does not repeat the token", err)
+	}
+}
+
+// TestRemoteFlags: every command that reaches a remote takes the same
+// credentials flags, and the secret-holding variables are reserved.
+func TestRemoteFlags(t *testing.T) {
+	in := []string{"--ssh-key", "k", "--ssh-key-passphrase-env", "PASS", "--known-hosts", "kh", "--git-username", "u", "--git-password-env", "TOK", "--git-ca-file", "ca.pem"}
+	want := remoteFlags{sshKey: "k", sshPassphraseEnv: "PASS", knownHosts: "kh", gitUsername: "u", gitPasswordEnv: "TOK", gitCAFile: "ca.pem"}
+	env := &Env{Stdio: Stdio{Out: io.Discard, Err: io.Discard}, Getenv: func(k string) string { return map[string]string{"PASS": "pp", "TOK": "tt"}[k] }}
+	s, code := parseServe(append([]string{"--repo", "https://git.example.net/inv.git"}, in...), env)
+	if code >= 0 || s.remoteFlags != want {
+		t.Errorf("serve: exit %d, %+v", code, s.remoteFlags)
+	}
+	u, code := parseUnlock(append([]string{"--repo", "https://git.example.net/inv.git", "abc"}, in...), env)
+	if code >= 0 || u.remote != want {
+		t.Errorf("unlock: exit %d, %+v", code, u.remote)
+	}
+	auth := want.auth(env)
+	if auth.CAFile != "ca.pem" || auth.SSHKeyPassphrase.Reveal() != "pp" || auth.Password.Reveal() != "tt" {
+		t.Errorf("auth: %+v", auth)
+	}
+	if got := want.secretEnvs(); !slices.Equal(got, []string{"TOK", "PASS"}) {
+		t.Errorf("secretEnvs = %v", got)
+	}
 }

@@ -21,7 +21,7 @@ func parseUnlock(args []string, env *Env) (unlockArgs, int) {
 	fs := newFlags("unlock", env)
 	a := unlockArgs{dir: "."}
 	fs.StringVar(&a.repo, "repo", "", "URL of the inventory repository whose lease to break (instead of DIR)")
-	a.remote.register(fs)
+	a.remote.register(fs, " (for the lease)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: metalsync unlock [flags] [DIR] ID\n       metalsync unlock --repo URL [flags] ID\n\nBreaks the fleet's lease ID, left by a run that is gone (crashed, killed,\nits machine lost), so that the next apply or serve may take it. The lease\nis removed only if ID is still the current one; otherwise the current\nholder is named. Breaking the lease of a run that is still acting lets two\nruns act on the same machines: the broken run stops at its next renewal.\nDIR (default .) finds the lease as apply does: in the Git remote DIR is a\nclone of, else in DIR/.metalsync.lease.")
 		fs.PrintDefaults()
