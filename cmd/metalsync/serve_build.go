@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,6 +118,11 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 		spec = site.Spec
 	}
 	spec = spec.Defaults()
+	// The daemon's own status commits are not new revisions: ignore where
+	// the site puts them, as the status committer does.
+	if err := gs.SetIgnoreDir(statusIgnoreDir(spec, a.branch)); err != nil {
+		return inventoryIO{}, err
+	}
 	writer, err := buildStatusWriter(a, gs, spec, metrics, log)
 	if err != nil {
 		return inventoryIO{}, err
@@ -129,6 +136,21 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 		gate:    &sourceGate{gs: gs, loader: &schema.Loader{}},
 		history: githistory.Reader{Store: gs},
 	}, nil
+}
+
+// statusIgnoreDir is the top-level directory the daemon's status commits
+// change on the followed branch: the first element of the status
+// directory, or "" when status goes to another branch.
+func statusIgnoreDir(spec schema.SiteSpec, followed string) string {
+	st := spec.Status
+	if st == nil || (st.Branch != "" && st.Branch != followed) {
+		return ""
+	}
+	first, _, _ := strings.Cut(path.Clean(st.Directory), "/")
+	if first == "." {
+		return ""
+	}
+	return first
 }
 
 func buildGitSource(a serveArgs, env *Env, log *slog.Logger) (*gitsource.Source, error) {

@@ -126,3 +126,23 @@ func TestRemoteFlags(t *testing.T) {
 		t.Errorf("secretEnvs = %v", got)
 	}
 }
+
+func TestStatusIgnoreDir(t *testing.T) {
+	tests := []struct {
+		status *schema.StatusTarget
+		want   string
+	}{
+		{nil, ""},
+		{&schema.StatusTarget{Directory: "status"}, "status"},
+		{&schema.StatusTarget{Directory: "observed/"}, "observed"},
+		{&schema.StatusTarget{Directory: "ops/status"}, "ops"},
+		{&schema.StatusTarget{Branch: "status", Directory: "status"}, ""},
+		{&schema.StatusTarget{Branch: "main", Directory: "status"}, "status"},
+		{&schema.StatusTarget{Branch: "status"}, ""},
+	}
+	for _, tt := range tests {
+		if got := statusIgnoreDir(schema.SiteSpec{Status: tt.status}, "main"); got != tt.want {
+			t.Errorf("statusIgnoreDir(%+v) = %q, want %q", tt.status, got, tt.want)
+		}
+	}
+}

@@ -454,6 +454,19 @@ func (s *Source) WithStorer(fn func(st storage.Storer) error) error {
 	return fn(s.st)
 }
 
+// SetIgnoreDir changes the top-level directory whose changes do not make a
+// new spec ("" for none): the site file, read after the first fetch, says
+// where status goes.
+func (s *Source) SetIgnoreDir(dir string) error {
+	if strings.Contains(dir, "/") {
+		return fmt.Errorf("ignore dir %q: must be a top-level directory name", dir)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ignoreDir = dir
+	return nil
+}
+
 // WithHead runs fn like WithStorer, with the head of the followed branch
 // as last fetched or pushed (zero before either). The store holds history
 // only from the first, shallow, fetch on.

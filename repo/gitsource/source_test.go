@@ -222,8 +222,15 @@ func TestPushIsCompareAndSwap(t *testing.T) {
 func TestRunDeliversSpecChanges(t *testing.T) {
 	srv := gittest.Daemon(t)
 	bare := gittest.Seed(t, srv.Base, "inv.git", seedFiles)
-	src, err := gitsource.New(gitsource.Config{URL: srv.URL("inv.git"), IgnoreDir: "status"})
+	src, err := gitsource.New(gitsource.Config{URL: srv.URL("inv.git")})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Set after New, as serve does once it has read the site file.
+	if err := src.SetIgnoreDir("a/b"); err == nil {
+		t.Error("SetIgnoreDir took a nested directory")
+	}
+	if err := src.SetIgnoreDir("status"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
