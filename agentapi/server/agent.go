@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"metalsync.dev/metalsync/agentapi"
+	"metalsync.dev/metalsync/imagecache"
 	"metalsync.dev/metalsync/reconcile/apply"
 	"metalsync.dev/metalsync/reconcile/plan"
 	"metalsync.dev/metalsync/schema"
@@ -230,6 +231,11 @@ func (a *HTTPAgent) writeImage(ctx context.Context, node string, m map[string]an
 		return agentapi.WriteImageArgs{}, apply.Stall(errors.New("no image cache configured"))
 	}
 	sha, size, err := s.images.Prepare(ctx, in.URL, in.Checksum, in.Format)
+	if errors.Is(err, imagecache.ErrChecksumMismatch) || errors.Is(err, imagecache.ErrRefused) {
+		// Fetching the same bytes again gives the same answer: the
+		// inventory's checksum or the image needs a person.
+		return agentapi.WriteImageArgs{}, apply.Stall(fmt.Errorf("prepare image: %w", err))
+	}
 	if err != nil {
 		return agentapi.WriteImageArgs{}, fmt.Errorf("prepare image: %w", err)
 	}

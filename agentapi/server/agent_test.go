@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -102,13 +103,28 @@ func TestCommandArgs(t *testing.T) {
 	}
 }
 
+// TestWriteImageFetchFails: an image that cannot be fetched now is
+// retried; one whose bytes or format are wrong needs a person, since
+// fetching it again gives the same answer. No command reaches the agent.
 func TestWriteImageFetchFails(t *testing.T) {
 	e := newEnv(t, "")
 	e.allow(t, "n1", "e1")
-	_, err := e.srv.Agent().RunStep(t.Context(), "n1", "c1", agentStep("deploy", "write_image", map[string]any{
-		"url": "https://images.example/missing.raw", "checksum": "sha256:00", "format": "raw"}))
-	if err == nil || apply.Classify(err) != apply.Transient {
-		t.Fatalf("RunStep error %v, want a transient one", err)
+	e.images.add("https://images.example/os.raw", []byte("image bytes"))
+	tests := []struct {
+		name          string
+		url, sum, fmt string
+		want          apply.Class
+	}{
+		{"unreachable", "https://images.example/missing.raw", "sha256:00", "raw", apply.Transient},
+		{"checksum mismatch", "https://images.example/os.raw", "sha256:" + strings.Repeat("ab", 32), "raw", apply.Stalled},
+		{"refused format", "https://images.example/os.raw", "sha256:00", "vmdk", apply.Stalled},
+	}
+	for _, tt := range tests {
+		_, err := e.srv.Agent().RunStep(t.Context(), "n1", "c-"+tt.name, agentStep("deploy", "write_image", map[string]any{
+			"url": tt.url, "checksum": tt.sum, "format": tt.fmt}))
+		if err == nil || apply.Classify(err) != tt.want {
+			t.Errorf("%s: RunStep error %v, want a %s one", tt.name, err, tt.want)
+		}
 	}
 	e.srv.mu.Lock()
 	queued := len(e.srv.nodes["n1"].queue)

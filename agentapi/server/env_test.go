@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"metalsync.dev/metalsync/test/tools"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"metalsync.dev/metalsync/agentapi"
+	"metalsync.dev/metalsync/imagecache"
+	"metalsync.dev/metalsync/test/tools"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -300,12 +301,12 @@ func (d *dirImages) Prepare(_ context.Context, url, checksum, format string) (st
 		return "", 0, fmt.Errorf("fetch image: 404")
 	}
 	if format != "raw" {
-		return "", 0, fmt.Errorf("format %q: want raw", format)
+		return "", 0, fmt.Errorf("%w: format %q: want raw", imagecache.ErrRefused, format)
 	}
 	sum := sha256.Sum256(b)
 	sha := hex.EncodeToString(sum[:])
 	if checksum != "sha256:"+sha {
-		return "", 0, fmt.Errorf("checksum mismatch")
+		return "", 0, fmt.Errorf("%w: want %s, got sha256:%s", imagecache.ErrChecksumMismatch, checksum, sha)
 	}
 	if err := os.WriteFile(filepath.Join(d.dir, sha), b, 0o600); err != nil {
 		return "", 0, err
