@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing/fstest"
 	"time"
 
 	"github.com/go-git/go-git/v5/storage"
@@ -71,6 +72,10 @@ type inventoryIO struct {
 	// history reads the Git history the fleet page shows; nil for a
 	// plain directory.
 	history fleetpage.History
+	// resume, when set, gives the first revision loaded the status
+	// recorded elsewhere (a separate status branch), so that a restarted
+	// daemon resumes from it, write-ahead intents included.
+	resume func(*schema.Inventory)
 }
 
 func buildInventoryIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loader, metrics *daemon.Metrics, log *slog.Logger) (inventoryIO, error) {
@@ -127,6 +132,16 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 	if err != nil {
 		return inventoryIO{}, err
 	}
+	var resume func(*schema.Inventory)
+	if b := spec.Status.Branch; b != "" && b != a.branch {
+		recorded, err := statusOfBranch(ctx, gs, b, spec.Status.Directory)
+		if err != nil {
+			return inventoryIO{}, err
+		}
+		log.Info("status read from the status branch", "branch", b, "nodes", len(recorded))
+		var once sync.Once
+		resume = func(inv *schema.Inventory) { once.Do(func() { inv.Status = recorded }) }
+	}
 	sink := &statussink.Git{W: writer}
 	countFetch := func(r gitsource.FetchResult) { metrics.Fetches.WithLabelValues(string(r)).Inc() }
 	return inventoryIO{
@@ -135,7 +150,64 @@ func buildGitIO(ctx context.Context, a serveArgs, env *Env, loader *schema.Loade
 		lease: lease.ForRemote(gs), unlock: "metalsync unlock --repo " + a.repo,
 		gate:    &sourceGate{gs: gs, loader: &schema.Loader{}},
 		history: githistory.Reader{Store: gs},
+		resume:  resume,
 	}, nil
+}
+
+// statusOfBranch reads the status files a separate status branch holds
+// under dir (its root for ""); none when the branch does not exist yet.
+// An invalid status file stops the start: resuming without it could
+// repeat a destructive step its intent records.
+func statusOfBranch(ctx context.Context, gs *gitsource.Source, branch, dir string) (map[string]*schema.NodeStatus, error) {
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	head, err := gs.FetchBranch(fctx, branch)
+	cancel()
+	if errors.Is(err, gitsource.ErrNoBranch) {
+		return map[string]*schema.NodeStatus{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status branch %s: %w", branch, err)
+	}
+	tree, err := gs.Tree(head.String())
+	if err != nil {
+		return nil, fmt.Errorf("status branch %s: %w", branch, err)
+	}
+	// The loader reads status from the site's status directory: give it a
+	// site file naming dir, so that diagnostics name the branch's paths; a
+	// branch holding the files at its root is mounted at status/.
+	root, mount := path.Clean(dir), path.Clean(dir)
+	files := fstest.MapFS{}
+	if root == "." {
+		mount = schema.DefaultStatusDir
+	} else {
+		files[schema.SiteFile] = &fstest.MapFile{Data: fmt.Appendf(nil, "apiVersion: %s\nkind: Site\nmetadata: {name: status-branch}\nspec:\n  status: {directory: %q}\n", schema.APIVersion, root)}
+	}
+	err = fs.WalkDir(tree, root, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == root {
+			return fs.SkipAll
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(tree, p)
+		if err != nil {
+			return err
+		}
+		rel := p
+		if root != "." {
+			rel = strings.TrimPrefix(p, root+"/")
+		}
+		files[path.Join(mount, rel)] = &fstest.MapFile{Data: b}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("status branch %s: %w", branch, err)
+	}
+	inv, diags := (&schema.Loader{}).Load(files)
+	if diags.HasErrors() {
+		return nil, fmt.Errorf("status branch %s holds invalid status files (fix or remove them on that branch):\n%s", branch, diags)
+	}
+	return inv.Status, nil
 }
 
 // statusIgnoreDir is the top-level directory the daemon's status commits
@@ -262,6 +334,9 @@ func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loade
 		Invalid: &statussink.InvalidReport{Files: in.files, Log: log},
 		Gate:    in.gate,
 		OnLoad: func(_ string, inv *schema.Inventory, fsys fs.FS) {
+			if in.resume != nil {
+				in.resume(inv)
+			}
 			cur.set(inv, fsys)
 			in.track(inv)
 			if agents != nil {

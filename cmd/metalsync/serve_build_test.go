@@ -146,3 +146,84 @@ func TestStatusIgnoreDir(t *testing.T) {
 		}
 	}
 }
+
+// TestServeResumesFromStatusBranch: with status on a separate branch, a
+// starting daemon resumes from the status recorded there, write-ahead
+// intent included; a broken status file there stops the start.
+func TestServeResumesFromStatusBranch(t *testing.T) {
+	srv := gittest.Daemon(t)
+	site := "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\nspec:\n  status: {branch: observed, directory: st}\n"
+	bare := gittest.Seed(t, srv.Base, "inv.git", map[string]string{"metalsync.yaml": site})
+	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard}, Getenv: func(string) string { return "" }}
+	a := serveArgs{repo: srv.URL("inv.git"), branch: "main"}
+	start := func() (inventoryIO, error) {
+		return buildGitIO(t.Context(), a, env, &schema.Loader{}, daemon.NewMetrics(), slog.New(slog.DiscardHandler))
+	}
+
+	// No status branch yet: nothing to resume from.
+	in, err := start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := &schema.Inventory{Status: map[string]*schema.NodeStatus{}}
+	in.resume(inv)
+	if len(inv.Status) != 0 {
+		t.Errorf("resumed %d statuses from a branch that does not exist", len(inv.Status))
+	}
+
+	// The branch records an intent: the first revision gets it, later ones
+	// keep their own.
+	work := gittest.Clone(t, bare)
+	gittest.Git(t, work, "checkout", "-q", "--orphan", "observed")
+	gittest.Git(t, work, "rm", "-rqf", ".")
+	status := "apiVersion: metalsync.dev/v1alpha1\nkind: NodeStatus\nmetadata: {name: n1}\nstatus:\n  provisionState: deploying\n  operation:\n    kind: deploy\n    step: 2\n    steps: [a, b, write_image]\n    intent: {step: write_image, id: c-7}\n"
+	gittest.WriteFiles(t, work, map[string]string{"st/rack1/n1.yaml": status})
+	gittest.Git(t, work, "add", "-A")
+	gittest.Git(t, work, "commit", "-qm", "status")
+	gittest.Git(t, work, "push", "-q", "origin", "observed")
+	if in, err = start(); err != nil {
+		t.Fatal(err)
+	}
+	first, second := &schema.Inventory{}, &schema.Inventory{}
+	in.resume(first)
+	in.resume(second)
+	st := first.Status["n1"]
+	if st == nil || st.Status.Operation == nil || st.Status.Operation.Intent == nil || st.Status.Operation.Intent.ID != "c-7" {
+		t.Fatalf("resumed status of n1: %+v", st)
+	}
+	if second.Status != nil {
+		t.Errorf("a later revision was given the start's status too")
+	}
+
+	// A broken status file on the branch stops the start, naming it.
+	gittest.WriteFiles(t, work, map[string]string{"st/rack1/n1.yaml": "status: [\n"})
+	gittest.Git(t, work, "commit", "-qam", "broken")
+	gittest.Git(t, work, "push", "-q", "origin", "observed")
+	if _, err := start(); err == nil || !strings.Contains(err.Error(), "status branch observed") || !strings.Contains(err.Error(), "st/rack1/n1.yaml") {
+		t.Errorf("broken status file: %v", err)
+	}
+}
+
+// TestStatusBranchAtRoot: a status branch may hold the files at its root.
+func TestStatusBranchAtRoot(t *testing.T) {
+	srv := gittest.Daemon(t)
+	site := "apiVersion: metalsync.dev/v1alpha1\nkind: Site\nmetadata: {name: test}\nspec:\n  status: {branch: observed}\n"
+	bare := gittest.Seed(t, srv.Base, "inv.git", map[string]string{"metalsync.yaml": site})
+	work := gittest.Clone(t, bare)
+	gittest.Git(t, work, "checkout", "-q", "--orphan", "observed")
+	gittest.Git(t, work, "rm", "-rqf", ".")
+	gittest.WriteFiles(t, work, map[string]string{"rack1/n1.yaml": "apiVersion: metalsync.dev/v1alpha1\nkind: NodeStatus\nmetadata: {name: n1}\nstatus: {provisionState: active, power: \"on\"}\n"})
+	gittest.Git(t, work, "add", "-A")
+	gittest.Git(t, work, "commit", "-qm", "status")
+	gittest.Git(t, work, "push", "-q", "origin", "observed")
+	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard}, Getenv: func(string) string { return "" }}
+	in, err := buildGitIO(t.Context(), serveArgs{repo: srv.URL("inv.git"), branch: "main"}, env, &schema.Loader{}, daemon.NewMetrics(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := &schema.Inventory{}
+	in.resume(inv)
+	if st := inv.Status["n1"]; st == nil || st.Status.ProvisionState != "active" {
+		t.Errorf("resumed status of n1: %+v", st)
+	}
+}
