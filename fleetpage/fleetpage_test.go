@@ -345,3 +345,42 @@ func TestNaturalCompare(t *testing.T) {
 		}
 	}
 }
+
+// countingFleet counts snapshots taken.
+type countingFleet struct {
+	*fleetpagetest.Fleet
+	snapshots int
+}
+
+func (c *countingFleet) Snapshot() daemon.Snapshot {
+	c.snapshots++
+	return c.Fleet.Snapshot()
+}
+
+// TestFleetPageCache: the fleet page is built once per generation of the
+// daemon's state and filter; the clock in the header is always now.
+func TestFleetPageCache(t *testing.T) {
+	f := &countingFleet{Fleet: exampleFleet(t)}
+	now := testNow
+	h, err := New(Config{Fleet: f, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := get(t, h, "/").Body.String()
+	now = now.Add(time.Minute)
+	second := get(t, h, "/").Body.String()
+	if f.snapshots != 1 {
+		t.Errorf("%d snapshots for two views of one generation", f.snapshots)
+	}
+	if !strings.Contains(second, "as of 2026-12-03 12:01:00Z") || strings.Replace(second, "12:01:00Z", "12:00:00Z", 1) != first {
+		t.Error("a cached page differs from the first but for its clock")
+	}
+	get(t, h, "/?l=rack%3Drack1")
+	if f.snapshots != 2 {
+		t.Errorf("another filter: %d snapshots, want 2", f.snapshots)
+	}
+	f.SetStatus("r1-n01", func(st *schema.NodeStatusBody) { st.ProvisionState = "deploy failed" })
+	if body := get(t, h, "/").Body.String(); f.snapshots != 3 || !strings.Contains(body, `data-node="r1-n01" data-class="failed"`) {
+		t.Errorf("after a change: %d snapshots, r1-n01 failed shown %v", f.snapshots, strings.Contains(body, `data-node="r1-n01" data-class="failed"`))
+	}
+}
