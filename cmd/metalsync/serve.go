@@ -47,6 +47,8 @@ type serveArgs struct {
 	authorEmail string
 	// lockTimeout waits that long for the fleet's lease (a standby daemon).
 	lockTimeout time.Duration
+	// pageRefresh is how often the fleet page reloads itself.
+	pageRefresh time.Duration
 }
 
 func parseServe(args []string, env *Env) (serveArgs, int) {
@@ -69,6 +71,7 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	fs.StringVar(&a.authorName, "author-name", "", "status commit author (default: the site's git.authorName, else metalsync)")
 	fs.StringVar(&a.authorEmail, "author-email", "", "status commit e-mail (default: the site's git.authorEmail)")
 	fs.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for the fleet's lease held by another run (0: refuse at once)")
+	fs.DurationVar(&a.pageRefresh, "page-refresh", 15*time.Second, "how often the fleet page at / reloads itself in the browser (at least 1s)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: metalsync serve --repo URL [--branch main] [flags]\n       metalsync serve --local DIR [flags]\n\nFollows the inventory, reconciles every valid revision against the BMCs and\ncommits observed status back. Serves /metrics, /healthz, /readyz, /webhook\nand boot media on one listener.")
 		fs.PrintDefaults()
@@ -86,6 +89,10 @@ func parseServe(args []string, env *Env) (serveArgs, int) {
 	}
 	if a.logFormat != "text" && a.logFormat != "json" {
 		fmt.Fprintf(env.Err, "metalsync serve: unknown --log-format %q (text or json)\n", a.logFormat)
+		return a, exitUsage
+	}
+	if a.pageRefresh < time.Second {
+		fmt.Fprintf(env.Err, "metalsync serve: --page-refresh %s: want at least 1s\n", a.pageRefresh)
 		return a, exitUsage
 	}
 	if _, err := parseLevel(a.logLevel); err != nil {

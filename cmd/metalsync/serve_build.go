@@ -353,7 +353,7 @@ func buildDaemon(in inventoryIO, ex *apply.Executor, cur *currentRevision, loade
 // buildHTTP returns the handler of the daemon's one listener: metrics,
 // health, boot media and, with --webhook-secret-env, the webhook.
 func buildHTTP(a serveArgs, env *Env, d *daemon.Daemon, in inventoryIO, agents *agentStack, media http.Handler, metrics *daemon.Metrics, trigger chan struct{}, log *slog.Logger) (http.Handler, error) {
-	pageCfg := fleetpage.Config{Fleet: d, History: in.history, Logger: log}
+	pageCfg := fleetpage.Config{Fleet: d, History: in.history, Logger: log, Refresh: a.pageRefresh}
 	if agents != nil {
 		pageCfg.AgentLogs = agents.srv
 	}

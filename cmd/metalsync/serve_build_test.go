@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -225,5 +226,18 @@ func TestStatusBranchAtRoot(t *testing.T) {
 	in.resume(inv)
 	if st := inv.Status["n1"]; st == nil || st.Status.ProvisionState != "active" {
 		t.Errorf("resumed status of n1: %+v", st)
+	}
+}
+
+func TestServePageRefreshFlag(t *testing.T) {
+	env := &Env{Stdio: Stdio{Out: io.Discard, Err: io.Discard}}
+	if a, code := parseServe([]string{"--local", ".", "--page-refresh", "1m"}, env); code >= 0 || a.pageRefresh != time.Minute {
+		t.Errorf("--page-refresh 1m: exit %d, %s", code, a.pageRefresh)
+	}
+	if a, code := parseServe([]string{"--local", "."}, env); code >= 0 || a.pageRefresh != 15*time.Second {
+		t.Errorf("default: exit %d, %s", code, a.pageRefresh)
+	}
+	if _, code := parseServe([]string{"--local", ".", "--page-refresh", "500ms"}, env); code != exitUsage {
+		t.Errorf("--page-refresh 500ms: exit %d, want %d", code, exitUsage)
 	}
 }

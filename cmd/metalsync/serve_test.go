@@ -39,7 +39,7 @@ func TestServeLocal(t *testing.T) {
 		}
 	}
 	passes := make(chan struct{}, 1)
-	a := serveArgs{local: dir, listen: "127.0.0.1:0", statusInterval: time.Second, onPass: func(apply.Report, reconcile.Observed) {
+	a := serveArgs{local: dir, listen: "127.0.0.1:0", statusInterval: time.Second, pageRefresh: 42 * time.Second, onPass: func(apply.Report, reconcile.Observed) {
 		select {
 		case passes <- struct{}{}:
 		default:
@@ -95,7 +95,7 @@ func TestServeLocal(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || strings.Count(string(page), `class="tile`) != nodes {
+	if resp.StatusCode != http.StatusOK || strings.Count(string(page), `class="tile`) != nodes || !strings.Contains(string(page), `<meta http-equiv="refresh" content="42">`) {
 		t.Errorf("fleet page: %s, %d tiles", resp.Status, strings.Count(string(page), `class="tile`))
 	}
 	var out strings.Builder
