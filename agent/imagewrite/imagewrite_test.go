@@ -23,6 +23,8 @@ import (
 	"github.com/kdomanski/iso9660"
 
 	"metalsync.dev/metalsync/agent/partition"
+
+	"metalsync.dev/metalsync/agent/blockdev/memdisk"
 )
 
 const mib = 1 << 20
@@ -369,33 +371,13 @@ func configDriveISO(t *testing.T) []byte {
 // gptImage is a 4 MiB whole-disk image with one partition.
 func gptImage(t *testing.T) []byte {
 	t.Helper()
-	img := make(memDisk, 4*mib)
+	img := make(memdisk.Disk, 4*mib)
 	if err := partition.NewGPT(img, 4*mib, [16]byte{9}, []partition.GPTEntry{
 		{Type: partition.LinuxFS, FirstLBA: 2048, LastLBA: 8191 - 33, Name: "root"},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	return img
-}
-
-type memDisk []byte
-
-func (m memDisk) ReadAt(b []byte, off int64) (int, error) {
-	if off >= int64(len(m)) {
-		return 0, io.EOF
-	}
-	n := copy(b, m[off:])
-	if n < len(b) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (m memDisk) WriteAt(b []byte, off int64) (int, error) {
-	if off+int64(len(b)) > int64(len(m)) {
-		return 0, errors.New("past the end")
-	}
-	return copy(m[off:], b), nil
 }
 
 // TestWriteLoopDevice writes an image with a zero block and a config

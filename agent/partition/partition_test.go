@@ -3,8 +3,6 @@ package partition
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,28 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"metalsync.dev/metalsync/agent/blockdev/memdisk"
 )
-
-// memDisk is a fixed-size disk in memory.
-type memDisk []byte
-
-func (m memDisk) ReadAt(b []byte, off int64) (int, error) {
-	if off < 0 || off >= int64(len(m)) {
-		return 0, io.EOF
-	}
-	n := copy(b, m[off:])
-	if n < len(b) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (m memDisk) WriteAt(b []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(b)) > int64(len(m)) {
-		return 0, errors.New("write past the end of the disk")
-	}
-	return copy(m[off:], b), nil
-}
 
 const mib = 1 << 20
 
@@ -44,8 +23,8 @@ var (
 
 // gptImage is an 8 MiB whole-disk image with an ESP and a root
 // partition, the shape of a cloud image.
-func gptImage(t testing.TB) memDisk {
-	img := make(memDisk, 8*mib)
+func gptImage(t testing.TB) memdisk.Disk {
+	img := make(memdisk.Disk, 8*mib)
 	err := NewGPT(img, int64(len(img)), diskGUID, []GPTEntry{
 		{Type: espType, GUID: mustGUID("11111111-2222-4333-8444-555555555555"), FirstLBA: 2048, LastLBA: 4095, Name: "EFI System"},
 		{Type: LinuxFS, GUID: mustGUID("11111111-2222-4333-8444-666666666666"), FirstLBA: 4096, LastLBA: 16383 - 34 + 1, Name: "root"},
@@ -57,7 +36,7 @@ func gptImage(t testing.TB) memDisk {
 }
 
 func TestAddConfigDriveGPT(t *testing.T) {
-	disk := make(memDisk, 256*mib)
+	disk := make(memdisk.Disk, 256*mib)
 	copy(disk, gptImage(t))
 	p, err := AddConfigDrive(disk, int64(len(disk)), 400<<10, 0)
 	if err != nil {
@@ -111,7 +90,7 @@ func TestAddConfigDriveGPT(t *testing.T) {
 }
 
 // sgdiskVerify runs sgdisk -v on the disk as an independent oracle.
-func sgdiskVerify(t *testing.T, disk memDisk, configDrive bool) {
+func sgdiskVerify(t *testing.T, disk memdisk.Disk, configDrive bool) {
 	t.Helper()
 	sg, err := exec.LookPath("sgdisk")
 	if err != nil {
@@ -138,8 +117,8 @@ func sgdiskVerify(t *testing.T, disk memDisk, configDrive bool) {
 	}
 }
 
-func mbrImage(parts ...[3]uint32) memDisk {
-	img := make(memDisk, 8*mib)
+func mbrImage(parts ...[3]uint32) memdisk.Disk {
+	img := make(memdisk.Disk, 8*mib)
 	for i, p := range parts {
 		e := img[446+16*i:]
 		e[4] = byte(p[0])
@@ -151,7 +130,7 @@ func mbrImage(parts ...[3]uint32) memDisk {
 }
 
 func TestAddConfigDriveMBR(t *testing.T) {
-	disk := make(memDisk, 100*mib+512*7) // odd size: not a MiB multiple
+	disk := make(memdisk.Disk, 100*mib+512*7) // odd size: not a MiB multiple
 	copy(disk, mbrImage([3]uint32{0x83, 2048, 14336}))
 	disk[446] = 0x80
 	p, err := AddConfigDrive(disk, int64(len(disk)), 2*mib, 0)
@@ -180,23 +159,23 @@ func TestAddConfigDriveMBR(t *testing.T) {
 func TestAddConfigDriveErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		disk func() memDisk
+		disk func() memdisk.Disk
 		need int64
 	}{
-		{"no table", func() memDisk { return make(memDisk, 16*mib) }, mib},
-		{"mbr full", func() memDisk {
-			d := make(memDisk, 128*mib)
+		{"no table", func() memdisk.Disk { return make(memdisk.Disk, 16*mib) }, mib},
+		{"mbr full", func() memdisk.Disk {
+			d := make(memdisk.Disk, 128*mib)
 			copy(d, mbrImage([3]uint32{0x83, 1, 1}, [3]uint32{0x83, 2, 1}, [3]uint32{0x83, 3, 1}, [3]uint32{0x83, 4, 1}))
 			return d
 		}, mib},
-		{"no room after image", func() memDisk {
-			d := make(memDisk, 8*mib)
+		{"no room after image", func() memdisk.Disk {
+			d := make(memdisk.Disk, 8*mib)
 			copy(d, gptImage(t))
 			return d
 		}, mib},
-		{"iso too big", func() memDisk { return make(memDisk, 16*mib) }, 65 * mib},
-		{"partition past disk end", func() memDisk {
-			d := make(memDisk, 16*mib)
+		{"iso too big", func() memdisk.Disk { return make(memdisk.Disk, 16*mib) }, 65 * mib},
+		{"partition past disk end", func() memdisk.Disk {
+			d := make(memdisk.Disk, 16*mib)
 			copy(d, mbrImage([3]uint32{0x83, 2048, 1 << 20}))
 			return d
 		}, mib},
@@ -259,7 +238,7 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(mbrImage([3]uint32{0x83, 2048, 4096})[:4096]))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		disk := make(memDisk, mib)
+		disk := make(memdisk.Disk, mib)
 		copy(disk, data)
 		if _, err := Read(disk, int64(len(disk))); err != nil {
 			return
@@ -280,7 +259,7 @@ func FuzzParseMBR(f *testing.F) {
 }
 
 func TestMoveBackupGPT(t *testing.T) {
-	disk := make(memDisk, 32*mib)
+	disk := make(memdisk.Disk, 32*mib)
 	copy(disk, gptImage(t))
 	moved, err := MoveBackupGPT(disk, int64(len(disk)))
 	if err != nil || !moved {
@@ -303,7 +282,7 @@ func TestMoveBackupGPT(t *testing.T) {
 		t.Errorf("second MoveBackupGPT = %v, %v", moved, err)
 	}
 	// MBR: untouched.
-	mbr := make(memDisk, 16*mib)
+	mbr := make(memdisk.Disk, 16*mib)
 	copy(mbr, mbrImage([3]uint32{0x83, 2048, 4096}))
 	if moved, err := MoveBackupGPT(mbr, int64(len(mbr))); err != nil || moved {
 		t.Errorf("MoveBackupGPT on MBR = %v, %v", moved, err)
@@ -325,7 +304,7 @@ func TestAddConfigDriveNeverOverlapsImage(t *testing.T) {
 		{name: "no room", disk: image + 16*1024, wantErr: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			disk := make(memDisk, tt.disk)
+			disk := make(memdisk.Disk, tt.disk)
 			copy(disk, mbrImage([3]uint32{}))
 			p, err := AddConfigDrive(disk, int64(len(disk)), 47*1024, image)
 			if tt.wantErr {

@@ -18,6 +18,8 @@ import (
 
 	"metalsync.dev/metalsync/agent/partition"
 	"metalsync.dev/metalsync/agentapi"
+
+	"metalsync.dev/metalsync/agent/blockdev/memdisk"
 )
 
 const (
@@ -74,7 +76,7 @@ func newNode(t *testing.T) *node {
 		sparse(t, filepath.Join(root, "dev", name), size)
 	}
 	img := make([]byte, 3*mib)
-	if err := partition.NewGPT(memDisk(img), int64(len(img)), [16]byte{7}, []partition.GPTEntry{
+	if err := partition.NewGPT(memdisk.Disk(img), int64(len(img)), [16]byte{7}, []partition.GPTEntry{
 		{Type: partition.LinuxFS, FirstLBA: 2048, LastLBA: 4095, Name: "root"},
 	}); err != nil {
 		t.Fatal(err)
@@ -305,26 +307,6 @@ func TestRunFailures(t *testing.T) {
 			}
 		})
 	}
-}
-
-type memDisk []byte
-
-func (m memDisk) ReadAt(b []byte, off int64) (int, error) {
-	if off >= int64(len(m)) {
-		return 0, io.EOF
-	}
-	n := copy(b, m[off:])
-	if n < len(b) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-func (m memDisk) WriteAt(b []byte, off int64) (int, error) {
-	if off+int64(len(b)) > int64(len(m)) {
-		return 0, io.ErrShortWrite
-	}
-	return copy(m[off:], b), nil
 }
 
 // TestWriteImageAssemblesAfterReboot: after a reboot into the agent the

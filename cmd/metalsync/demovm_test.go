@@ -63,6 +63,22 @@ func prebuildAgentImage(t testing.TB) {
 	}
 }
 
+// startVM starts v's machine and a daemon deploying it, with their output
+// in out; the test's end stops both, printing the logs if it failed.
+func startVM(t *testing.T, ctx context.Context, v *vmDemo) (demoRepo, *demoDaemon, *Env, *tools.SyncBuffer) {
+	t.Helper()
+	t.Cleanup(v.close)
+	keepVMLogs(t, v)
+	out := &tools.SyncBuffer{}
+	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: out, Err: out}, Getenv: os.Getenv}
+	repo, dd, err := v.start(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dd.stop() })
+	return repo, dd, env, out
+}
+
 // keepVMLogs prints where the logs are and their tails when t failed.
 func keepVMLogs(t *testing.T, v *vmDemo) {
 	t.Cleanup(func() {
@@ -129,16 +145,8 @@ func TestVMWrongChecksum(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	v := &vmDemo{dir: t.TempDir(), checksum: strings.Repeat("ab", 32)}
-	defer v.close()
-	keepVMLogs(t, v)
-	var out tools.SyncBuffer
-	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
-	_, dd, err := v.start(ctx, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dd.stop()
-	err = dd.waitPasses(ctx, 10*time.Minute, func(obs reconcile.Observed) bool {
+	_, dd, _, out := startVM(t, ctx, v)
+	err := dd.waitPasses(ctx, 10*time.Minute, func(obs reconcile.Observed) bool {
 		st := obs[vmNode]
 		return strings.Contains(st.LastError, "checksum")
 	})
@@ -185,14 +193,7 @@ func TestVMDaemonRestartDuringWrite(t *testing.T) {
 	// 160 MiB of random bytes: many seconds to stream and write under
 	// TCG, on 256 MiB disks.
 	v := &vmDemo{dir: t.TempDir(), imageSize: 160 << 20, diskSize: 256 << 20}
-	defer v.close()
-	keepVMLogs(t, v)
-	var out tools.SyncBuffer
-	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
-	repo, dd, err := v.start(ctx, env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, dd, env, out := startVM(t, ctx, v)
 	// The intent is durable before the step starts; the agent says when
 	// it writes. Both happen within one pass: watch, do not wait for it.
 	running := regexp.MustCompile(`msg="running step".*step=deploy\.write_image`)
@@ -236,15 +237,7 @@ func TestVMDHCP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	v := &vmDemo{dir: t.TempDir(), dhcp: true}
-	defer v.close()
-	keepVMLogs(t, v)
-	var out tools.SyncBuffer
-	env := &Env{Stdio: Stdio{In: strings.NewReader(""), Out: &out, Err: &out}, Getenv: os.Getenv}
-	_, dd, err := v.start(ctx, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dd.stop()
+	_, dd, env, out := startVM(t, ctx, v)
 	if err := v.waitDeployed(ctx, 10*time.Minute, dd, env); err != nil {
 		t.Fatalf("%v\n%s", err, tail(out.String(), 60))
 	}

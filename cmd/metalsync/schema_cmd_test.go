@@ -168,13 +168,7 @@ func TestSchemaJSONAcceptsEdits(t *testing.T) {
 	all := compileJSONSchema(t, "")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			files := exampleFS(t)
-			src := string(files[tt.file].Data)
-			if !strings.Contains(src, tt.old) {
-				t.Fatalf("%s does not contain %q", tt.file, tt.old)
-			}
-			edited := []byte(strings.Replace(src, tt.old, tt.nw, 1))
-			files[tt.file] = &fstest.MapFile{Data: edited}
+			files, edited := editExample(t, tt.file, tt.old, tt.nw)
 			if _, diags := schema.Load(files); len(diags) != 0 {
 				t.Fatalf("the loader refuses the edit:\n%s", diags)
 			}
@@ -257,13 +251,7 @@ func TestSchemaJSONRejectsBroken(t *testing.T) {
 	all := compileJSONSchema(t, "")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			files := exampleFS(t)
-			src := string(files[tt.file].Data)
-			if !strings.Contains(src, tt.old) {
-				t.Fatalf("%s does not contain %q", tt.file, tt.old)
-			}
-			broken := []byte(strings.Replace(src, tt.old, tt.nw, 1))
-			files[tt.file] = &fstest.MapFile{Data: broken}
+			files, broken := editExample(t, tt.file, tt.old, tt.nw)
 
 			// The loader rejects the file at the schema level...
 			_, diags := schema.Load(files)
@@ -287,4 +275,18 @@ func TestSchemaJSONRejectsBroken(t *testing.T) {
 			}
 		})
 	}
+}
+
+// editExample is the example inventory with old replaced by nw in file,
+// and the edited file's bytes.
+func editExample(t *testing.T, file, old, nw string) (fstest.MapFS, []byte) {
+	t.Helper()
+	files := exampleFS(t)
+	src := string(files[file].Data)
+	if !strings.Contains(src, old) {
+		t.Fatalf("%s does not contain %q", file, old)
+	}
+	edited := []byte(strings.Replace(src, old, nw, 1))
+	files[file] = &fstest.MapFile{Data: edited}
+	return files, edited
 }
