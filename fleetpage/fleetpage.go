@@ -476,6 +476,9 @@ var historyOptions = githistory.Options{
 	MaxChanges: historyChanges, MaxCommits: historyCommits,
 	// They change with every status write and say nothing.
 	Ignore: []string{"status.updated", "status.commit"},
+	// A credential committed by mistake stays in Git, refused or not; the
+	// page does not show it to whoever can see the page.
+	Redact: schema.LiteralSecret,
 }
 
 // nodeOf is the node of the snapshot's revision, or nil.

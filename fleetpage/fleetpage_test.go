@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	inventoryexample "metalsync.dev/metalsync/inventory-example"
 	"metalsync.dev/metalsync/reconcile"
 	"metalsync.dev/metalsync/repo/githistory"
+	"metalsync.dev/metalsync/repo/gitsource/gittest"
 	"metalsync.dev/metalsync/schema"
 	"metalsync.dev/metalsync/test/tools"
 )
@@ -382,5 +384,34 @@ func TestFleetPageCache(t *testing.T) {
 	f.SetStatus("r1-n01", func(st *schema.NodeStatusBody) { st.ProvisionState = "deploy failed" })
 	if body := get(t, h, "/").Body.String(); f.snapshots != 3 || !strings.Contains(body, `data-node="r1-n01" data-class="failed"`) {
 		t.Errorf("after a change: %d snapshots, r1-n01 failed shown %v", f.snapshots, strings.Contains(body, `data-node="r1-n01" data-class="failed"`))
+	}
+}
+
+// TestNodePageRedactsSecrets: a credential someone committed into a node
+// file stays in Git even when the commit was refused; the node page's
+// history does not show it.
+func TestNodePageRedactsSecrets(t *testing.T) {
+	r := gittest.NewRepo(t)
+	file := "nodes/rack1/r1-n01.yaml"
+	orig, err := fs.ReadFile(inventoryexample.FS, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Commit("Ops Bot", "add", map[string]string{file: string(orig)})
+	leaked := strings.Replace(string(orig), "    credentialsRef: {set: rack1}\n", "    username: admin\n    password: hunter2\n", 1)
+	leaked = strings.Replace(leaked, "redfish+https://10.10.0.101/", "redfish+https://admin:s3cr3t@10.10.0.101/", 1)
+	r.Commit("Mallory", "inline credentials", map[string]string{file: leaked})
+	h := newHandler(t, exampleFleet(t), githistory.Reader{Store: githistory.Dir(r.Dir)})
+	body := get(t, h, "/nodes/r1-n01").Body.String()
+	if !strings.Contains(body, "inline credentials") || !strings.Contains(body, "<code>spec.bmc.password</code>") {
+		t.Fatalf("the history lacks the commit:\n%s", body)
+	}
+	for _, secret := range []string{"hunter2", "s3cr3t"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("the node page shows %q", secret)
+		}
+	}
+	if !strings.Contains(body, githistory.Redacted) {
+		t.Error("no value is marked redacted")
 	}
 }

@@ -216,3 +216,26 @@ func isSchemeChar(c byte) bool {
 }
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// LiteralSecret reports whether value, at the dotted field path of a
+// resource (as in "spec.bmc.password"), is a literal credential by the
+// rules the loader refuses: a key named like a credential, a label or
+// annotation naming one, a URL with user information. A refused commit
+// stays in Git, so whatever shows a file's history redacts such values.
+func LiteralSecret(path, value string) bool {
+	if value == "" {
+		return false
+	}
+	p := strings.Split(path, ".")
+	parent, last := strings.Join(p[:len(p)-1], "."), p[len(p)-1]
+	switch {
+	case p[0] == "status":
+		return false // the daemon writes it
+	case parent == "spec.labels" || parent == "metadata.annotations" || parent == "metadata.labels":
+		return labelNamesSecret(last)
+	case strings.HasPrefix(path, "spec.bmc.credentialsRef.env."),
+		len(p) >= 5 && p[4] == "env" && strings.Join(p[:3], ".") == "spec.credentials.sets":
+		return false // names variables
+	}
+	return secretKeys[strings.ToLower(last)] || urlCredentials(value) != ""
+}

@@ -34,7 +34,14 @@ type Options struct {
 	Ignore []string
 	// MaxValue bounds each old or new value shown; 0 means 160 bytes.
 	MaxValue int
+	// Redact, when set, says which values are not to be shown (a
+	// credential someone committed, even in a refused commit): they read
+	// Redacted.
+	Redact func(path, value string) bool
 }
+
+// Redacted stands for a value Options.Redact withholds.
+const Redacted = "(redacted)"
 
 // Result is the history of the files, newest first.
 type Result struct {
@@ -261,18 +268,24 @@ func (w *walker) document(h plumbing.Hash) (document, error) {
 	if _, err := io.ReadFull(r, data); err != nil {
 		return document{}, fmt.Errorf("blob %s: %w", h, err)
 	}
+	return parseDocument(data), nil
+}
+
+// parseDocument reads a file version: whatever anyone committed, refused
+// commits included.
+func parseDocument(data []byte) document {
 	// YAML 1.2, as the schema reads it: "on" is a string, not true.
 	var v any
 	if err := yaml.Unmarshal(data, &v); err != nil {
-		return document{unparsed: true}, nil
+		return document{unparsed: true}
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return document{unparsed: true}, nil
+		return document{unparsed: true}
 	}
 	leaves := map[string]string{}
 	flatten("", m, leaves)
-	return document{leaves: leaves}, nil
+	return document{leaves: leaves}
 }
 
 // flatten writes the leaves of a mapping by dotted path; lists are
@@ -310,7 +323,7 @@ func diffFields(old, cur map[string]string, opt Options) []Field {
 		}
 		seen[p] = true
 		if o, n := old[p], cur[p]; o != n {
-			out = append(out, Field{Path: p, Old: clip(o, opt.MaxValue), New: clip(n, opt.MaxValue)})
+			out = append(out, Field{Path: p, Old: shown(p, o, opt), New: shown(p, n, opt)})
 		}
 	}
 	for p := range old {
@@ -321,6 +334,15 @@ func diffFields(old, cur map[string]string, opt Options) []Field {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out
+}
+
+// shown is a value as the history shows it: redacted, or clipped; ""
+// (absent) stays as it is.
+func shown(path, v string, opt Options) string {
+	if v != "" && opt.Redact != nil && opt.Redact(path, v) {
+		return Redacted
+	}
+	return clip(v, opt.MaxValue)
 }
 
 func clip(s string, n int) string {

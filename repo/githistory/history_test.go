@@ -113,3 +113,14 @@ func TestClip(t *testing.T) {
 		t.Errorf("clip = %q", got)
 	}
 }
+
+func TestWalkRedacts(t *testing.T) {
+	r := gittest.NewRepo(t)
+	r.Commit("alice", "add", map[string]string{spec: "spec:\n  power: \"off\"\n"})
+	r.Commit("alice", "oops", map[string]string{spec: "spec:\n  power: \"on\"\n  password: hunter2\n"})
+	res := walk(t, r.Dir, []string{spec}, Options{Redact: func(path, _ string) bool { return path == "spec.password" }})
+	want := []Field{{Path: "spec.password", New: Redacted}, {Path: "spec.power", Old: "off", New: "on"}}
+	if d := cmp.Diff(want, res.Changes[0].Files[0].Fields); d != "" {
+		t.Errorf("fields (-want +got):\n%s", d)
+	}
+}
