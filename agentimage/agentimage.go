@@ -124,18 +124,11 @@ func Ensure(ctx context.Context, opts Options) (Image, error) {
 	if err := opts.defaults(); err != nil {
 		return Image{}, err
 	}
-	if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
-		return Image{}, fmt.Errorf("agent image: cache: %w", err)
-	}
-	work, err := os.MkdirTemp(opts.CacheDir, "build-")
-	if err != nil {
-		return Image{}, fmt.Errorf("agent image: %w", err)
-	}
-	defer os.RemoveAll(work)
-	agent, agentSum, err := buildAgent(ctx, opts, work)
+	work, agent, agentSum, err := startBuild(ctx, opts, opts.CacheDir, "build-")
 	if err != nil {
 		return Image{}, err
 	}
+	defer os.RemoveAll(work)
 	key := cacheKey(opts, agentSum)
 	dir := filepath.Join(opts.CacheDir, key)
 	img := Image{ISO: filepath.Join(dir, "agent.iso"), Manifest: filepath.Join(dir, "agent.iso.json"), Cached: true}
@@ -183,18 +176,11 @@ func Build(ctx context.Context, opts Options, outDir string) (Image, error) {
 	if err := opts.defaults(); err != nil {
 		return Image{}, err
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return Image{}, fmt.Errorf("agent image: %w", err)
-	}
-	work, err := os.MkdirTemp(outDir, ".build-")
-	if err != nil {
-		return Image{}, fmt.Errorf("agent image: %w", err)
-	}
-	defer os.RemoveAll(work)
-	agent, agentSum, err := buildAgent(ctx, opts, work)
+	work, agent, agentSum, err := startBuild(ctx, opts, outDir, ".build-")
 	if err != nil {
 		return Image{}, err
 	}
+	defer os.RemoveAll(work)
 	return build(ctx, opts, agent, agentSum, work, outDir)
 }
 
@@ -207,6 +193,22 @@ func cacheKey(o Options, agentSum string) string {
 }
 
 // buildAgent compiles the agent statically and reproducibly.
+// startBuild makes a work directory in dir (the caller removes it) and
+// builds the agent binary there.
+func startBuild(ctx context.Context, opts Options, dir, prefix string) (work, agent, agentSum string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", "", fmt.Errorf("agent image: %w", err)
+	}
+	if work, err = os.MkdirTemp(dir, prefix); err != nil {
+		return "", "", "", fmt.Errorf("agent image: %w", err)
+	}
+	if agent, agentSum, err = buildAgent(ctx, opts, work); err != nil {
+		os.RemoveAll(work)
+		return "", "", "", err
+	}
+	return work, agent, agentSum, nil
+}
+
 func buildAgent(ctx context.Context, o Options, work string) (path, sum string, err error) {
 	start := time.Now()
 	path = filepath.Join(work, "agent")
